@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages needed to build arcface-ps and run its tests.
+# Run as root (or with sudo). Safe to run again.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config      # compiler and build
+  libopenmpi-dev openmpi-bin            # MPI launcher and collectives
+  libzmq3-dev                           # ZeroMQ transport
+  libprotobuf-c-dev protobuf-c-compiler # message headers (protoc-c at build time)
+  libopenblas-dev                       # SGEMM
+  libturbojpeg0-dev                     # JPEG decoding
+  python3                               # test helpers (standard library only)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

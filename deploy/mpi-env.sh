@@ -1,0 +1,8 @@
+# Sourced by the scripts that launch MPI jobs on one machine: Open MPI refuses
+# to run as root and to start more ranks than cores unless told.
+export OMPI_ALLOW_RUN_AS_ROOT=1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+# Ranks on one host talk through shared memory; containers often forbid the
+# cross-memory-attach syscalls, so use plain copies.
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
