@@ -6,3 +6,11 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 # Ranks on one host talk through shared memory; containers often forbid the
 # cross-memory-attach syscalls, so use plain copies.
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
+# Debian's OpenBLAS may be told (OPENBLAS_CORETYPE=Haswell) to use its AVX2
+# kernels on a CPU with AVX-512, which halves SGEMM. Local jobs use the AVX-512
+# kernels when the CPU has them; ARCFACE_OPENBLAS_CORETYPE chooses explicitly.
+if [ -n "${ARCFACE_OPENBLAS_CORETYPE:-}" ]; then
+  export OPENBLAS_CORETYPE=$ARCFACE_OPENBLAS_CORETYPE
+elif grep -qw avx512f /proc/cpuinfo 2>/dev/null && [ "${OPENBLAS_CORETYPE:-Haswell}" = Haswell ]; then
+  export OPENBLAS_CORETYPE=SkylakeX
+fi

@@ -1,0 +1,207 @@
+/* job.c -- MPI roles, hosts, token, bounded waits and job-wide abort. */
+#include "job.h"
+
+#include <arpa/inet.h>
+#include <sched.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "log.h"
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void abort_job_handler(int code) { MPI_Abort(MPI_COMM_WORLD, code ? code : 1); }
+
+void job_abort(const Job *job, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_error("%s; ending the job", msg);
+    fflush(stderr);
+    (void)job;
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1); /* MPI_Abort does not return; this satisfies _Noreturn */
+}
+
+void job_wait(const Job *job, MPI_Request *req, const char *what) {
+    double start = now_seconds();
+    /* Open MPI advances a non-blocking collective only inside MPI calls, one
+     * round per call, so a large allreduce needs MPI_Test called back to back.
+     * Spin (yielding the core to other ranks) for the first 50 ms, then back
+     * off to sleeps of up to 1 ms: quick when the peers are ready, nearly idle
+     * when they are still computing. */
+    long sleep_ns = 50000;
+    for (;;) {
+        int done = 0;
+        int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) {
+            char s[MPI_MAX_ERROR_STRING];
+            int len = 0;
+            MPI_Error_string(rc, s, &len);
+            job_abort(job, "MPI error while waiting for %s: %s", what, s);
+        }
+        if (done) return;
+        double waited = now_seconds() - start;
+        if (waited > job->timeout)
+            job_abort(job, "timed out after %.0f s waiting for %s", job->timeout, what);
+        if (waited < 0.05) {
+            sched_yield();
+            continue;
+        }
+        struct timespec ts = {0, sleep_ns};
+        nanosleep(&ts, NULL);
+        if (sleep_ns < 1000000) sleep_ns *= 2;
+    }
+}
+
+const char *job_describe_rank(const Job *job, int world_rank, char *buf, size_t len) {
+    const char *role = "rank";
+    int index = -1;
+    for (int i = 0; i < job->n_servers; i++)
+        if (job->server_world_ranks[i] == world_rank) role = "ps", index = i;
+    for (int i = 0; i < job->n_workers; i++)
+        if (job->worker_world_ranks[i] == world_rank) role = "worker", index = i;
+    snprintf(buf, len, "%s %d (world rank %d on host %s)", role, index, world_rank,
+             world_rank >= 0 && world_rank < job->world_size ? job->hosts[world_rank] : "?");
+    return buf;
+}
+
+void job_init(Job *job, int *argc, char ***argv, int is_server, double timeout) {
+    memset(job, 0, sizeof *job);
+    int provided = 0;
+    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    fatal_set_handler(abort_job_handler);
+    MPI_Comm_rank(MPI_COMM_WORLD, &job->world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &job->world_size);
+    job->is_server = is_server;
+    job->timeout = timeout;
+    log_set_role(is_server ? "ps" : "worker", -1);
+
+    /* Roles and hosts of every rank in one exchange. */
+    typedef struct {
+        int is_server;
+        char host[JOB_HOST_LEN];
+    } RankInfo;
+    RankInfo mine = {.is_server = is_server};
+    if (gethostname(mine.host, sizeof mine.host - 1) != 0) snprintf(mine.host, sizeof mine.host, "?");
+    RankInfo *all = xcalloc_aligned((size_t)job->world_size, sizeof *all);
+    MPI_Request req;
+    MPI_Iallgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, MPI_COMM_WORLD, &req);
+    job_wait(job, &req, "every rank to start (MPI_Iallgather of roles)");
+
+    job->hosts = xcalloc_aligned((size_t)job->world_size, sizeof *job->hosts);
+    job->server_world_ranks = xcalloc_aligned((size_t)job->world_size, sizeof(int));
+    job->worker_world_ranks = xcalloc_aligned((size_t)job->world_size, sizeof(int));
+    for (int r = 0; r < job->world_size; r++) {
+        memcpy(job->hosts[r], all[r].host, JOB_HOST_LEN);
+        job->hosts[r][JOB_HOST_LEN - 1] = '\0';
+        if (all[r].is_server) {
+            if (r == job->world_rank) job->role_rank = job->n_servers;
+            job->server_world_ranks[job->n_servers++] = r;
+        } else {
+            if (r == job->world_rank) job->role_rank = job->n_workers;
+            job->worker_world_ranks[job->n_workers++] = r;
+        }
+    }
+    free(all);
+    log_set_role(is_server ? "ps" : "worker", job->role_rank);
+    if (job->n_servers == 0 || job->n_workers == 0)
+        job_abort(job, "a job needs at least one arcface-ps and one arcface-worker rank (got %d and %d); "
+                       "launch as: mpirun -np P arcface-ps CONFIG : -np W arcface-worker CONFIG",
+                  job->n_servers, job->n_workers);
+
+    int rc = MPI_Comm_split(MPI_COMM_WORLD, is_server, job->role_rank, &job->role_comm);
+    CHECK(rc == MPI_SUCCESS, "MPI_Comm_split failed");
+
+    /* The token only has to be unguessable to processes outside the job. */
+    uint64_t token = 0;
+    if (job->world_rank == 0 && getrandom(&token, sizeof token, 0) != (ssize_t)sizeof token)
+        FATAL("getrandom failed: cannot make the job token");
+    MPI_Ibcast(&token, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD, &req);
+    job_wait(job, &req, "the job token from world rank 0");
+    job->token = token;
+}
+
+void job_exchange_endpoints(const Job *job, const char *mine, char (*endpoints)[JOB_ENDPOINT_LEN]) {
+    char own[JOB_ENDPOINT_LEN] = {0};
+    snprintf(own, sizeof own, "%s", mine ? mine : "");
+    char (*all)[JOB_ENDPOINT_LEN] = xcalloc_aligned((size_t)job->world_size, JOB_ENDPOINT_LEN);
+    MPI_Request req;
+    MPI_Iallgather(own, JOB_ENDPOINT_LEN, MPI_CHAR, all, JOB_ENDPOINT_LEN, MPI_CHAR, MPI_COMM_WORLD, &req);
+    job_wait(job, &req, "the servers' endpoints");
+    for (int p = 0; p < job->n_servers; p++) {
+        memcpy(endpoints[p], all[job->server_world_ranks[p]], JOB_ENDPOINT_LEN);
+        endpoints[p][JOB_ENDPOINT_LEN - 1] = '\0';
+    }
+    free(all);
+}
+
+static int all_on_this_host(const Job *job) {
+    for (int r = 0; r < job->world_size; r++)
+        if (strcmp(job->hosts[r], job->hosts[job->world_rank]) != 0) return 0;
+    return 1;
+}
+
+int job_bind_address(const Job *job, const char *interface, char *addr, size_t len, char *err,
+                     size_t errlen) {
+    struct in_addr parsed;
+    if (interface[0] && inet_pton(AF_INET, interface, &parsed) == 1) {
+        snprintf(addr, len, "%s", interface);
+        return 0;
+    }
+    if (!interface[0] && all_on_this_host(job)) {
+        snprintf(addr, len, "127.0.0.1");
+        return 0;
+    }
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) != 0) {
+        snprintf(err, errlen, "getifaddrs failed: cannot list network interfaces");
+        return -1;
+    }
+    int found = 0;
+    for (struct ifaddrs *i = ifs; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+        const struct in_addr *a = &((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr;
+        int loopback = (ntohl(a->s_addr) >> 24) == 127;
+        if (interface[0] ? strcmp(i->ifa_name, interface) == 0 : !loopback) {
+            inet_ntop(AF_INET, a, addr, (socklen_t)len);
+            found = 1;
+        }
+    }
+    freeifaddrs(ifs);
+    if (!found) {
+        if (interface[0])
+            snprintf(err, errlen, "interface '%s' has no IPv4 address on host %s (set interface = "
+                     "an address or an interface name of this host)", interface, job->hosts[job->world_rank]);
+        else
+            snprintf(err, errlen, "ranks run on several hosts but host %s has no non-loopback IPv4 "
+                     "address; set interface = NAME", job->hosts[job->world_rank]);
+        return -1;
+    }
+    return 0;
+}
+
+void job_finalize(Job *job) {
+    MPI_Request req;
+    MPI_Ibarrier(MPI_COMM_WORLD, &req);
+    job_wait(job, &req, "every rank to finish (final barrier)");
+    MPI_Comm_free(&job->role_comm);
+    free(job->hosts);
+    free(job->server_world_ranks);
+    free(job->worker_world_ranks);
+    MPI_Finalize();
+}

@@ -1,0 +1,63 @@
+/* job.h -- the MPI side of a training job: roles, communicators, hosts, the
+ * job token, bounded waits and job-wide abort.
+ *
+ * One MPMD job runs arcface-ps and arcface-worker ranks. Every rank calls
+ * job_init with its role; afterwards each knows every rank's role and host,
+ * has a communicator of its own role, and shares a random job token. Every MPI
+ * wait goes through job_wait, which polls and ends the job with a message
+ * naming what it waited for when the timeout passes: no wait is unbounded. */
+#ifndef ARCFACE_JOB_H
+#define ARCFACE_JOB_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#define JOB_HOST_LEN 64
+#define JOB_ENDPOINT_LEN 256
+
+typedef struct {
+    int world_rank, world_size;
+    int is_server;
+    int role_rank;             /* rank among servers or among workers */
+    int n_servers, n_workers;
+    MPI_Comm role_comm;        /* servers' or workers' communicator */
+    int *server_world_ranks;   /* (n_servers) */
+    int *worker_world_ranks;   /* (n_workers) */
+    char (*hosts)[JOB_HOST_LEN]; /* (world_size) */
+    uint64_t token;            /* random per job, made by world rank 0 */
+    double timeout;            /* seconds for any single wait */
+} Job;
+
+/* MPI_Init, then roles, hosts, communicators and token. Installs a fatal
+ * handler that calls MPI_Abort so any fatal error ends the whole job. Waits
+ * here are bounded by timeout seconds. Fails fatally (the job cannot go on). */
+void job_init(Job *job, int *argc, char ***argv, int is_server, double timeout);
+
+/* Waits for req, polling without burning a core; when `timeout` seconds pass,
+ * logs "timed out after T s waiting for <what>" and aborts the job. */
+void job_wait(const Job *job, MPI_Request *req, const char *what);
+
+/* Logs the message as an error and ends the whole job (MPI_Abort). */
+_Noreturn void job_abort(const Job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* "rank R (worker 1 on host h)" for messages that name a peer. */
+const char *job_describe_rank(const Job *job, int world_rank, char *buf, size_t len);
+
+/* Every server contributes its endpoint, workers an empty string; on return
+ * endpoints[p] is server p's (n_servers entries of JOB_ENDPOINT_LEN). */
+void job_exchange_endpoints(const Job *job, const char *mine, char (*endpoints)[JOB_ENDPOINT_LEN]);
+
+/* The IPv4 address the servers should bind: `interface` when it is an address
+ * or an interface name (looked up with getifaddrs); when empty, 127.0.0.1 if
+ * every rank runs on this host, else this host's first non-loopback IPv4
+ * address. Returns 0, or -1 with a reason in err. */
+int job_bind_address(const Job *job, const char *interface, char *addr, size_t len, char *err,
+                     size_t errlen);
+
+/* Synchronises all ranks (bounded) and calls MPI_Finalize. */
+void job_finalize(Job *job);
+
+/* Seconds from a monotonic clock. */
+double now_seconds(void);
+
+#endif

@@ -1,0 +1,49 @@
+/* train_setup.c -- configuration-derived objects shared by worker and server. */
+#include "train_setup.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+Margin margin_from_config(const TrainConfig *cfg) {
+    Margin m = {.s = cfg->s, .m1 = cfg->m1, .m2 = cfg->m2, .m3 = cfg->m3};
+    m.fallback = strcmp(cfg->margin_fallback, "thmm") == 0   ? MARGIN_FALLBACK_THMM
+                 : strcmp(cfg->margin_fallback, "easy") == 0 ? MARGIN_FALLBACK_EASY
+                                                             : MARGIN_FALLBACK_NONE;
+    m.grad = strcmp(cfg->margin_grad, "straight") == 0 ? MARGIN_GRAD_STRAIGHT : MARGIN_GRAD_EXACT;
+    return m;
+}
+
+LrSchedule schedule_from_config(const TrainConfig *cfg) {
+    LrSchedule s = {.base_lr = cfg->lr, .warmup_steps = cfg->warmup_steps,
+                    .total_steps = cfg->steps, .power = cfg->lr_power};
+    return s;
+}
+
+int64_t config_num_classes(const TrainConfig *cfg) {
+    return cfg->num_classes > 0 ? cfg->num_classes : cfg->synthetic_ids;
+}
+
+int config_depth(const TrainConfig *cfg) { return atoi(cfg->network + 1); }
+
+void shard_range(int64_t num_classes, int p, int P, int64_t *start, int64_t *rows) {
+    int64_t base = num_classes / P, extra = num_classes % P;
+    *start = p * base + (p < extra ? p : extra);
+    *rows = base + (p < extra ? 1 : 0);
+}
+
+void blas_setup(int threads, int log) {
+    if (threads > 0) openblas_set_num_threads(threads);
+    if (!log) return;
+    const char *core = openblas_get_corename();
+    log_info("OpenBLAS %s, core %s, %d threads", openblas_get_config(), core,
+             openblas_get_num_threads());
+    __builtin_cpu_init();
+    int avx512 = __builtin_cpu_supports("avx512f");
+    if (avx512 && strstr(core, "Haswell") != NULL)
+        log_warn("this CPU has AVX-512 but OpenBLAS runs its Haswell (AVX2) kernels, about half "
+                 "the SGEMM speed; OPENBLAS_CORETYPE=%s forces it: unset it or set SkylakeX",
+                 getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)");
+}

@@ -1,0 +1,33 @@
+/* train_setup.h -- objects derived from a finalised TrainConfig, shared by the
+ * worker and the server so both sides read the configuration the same way. */
+#ifndef ARCFACE_TRAIN_SETUP_H
+#define ARCFACE_TRAIN_SETUP_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "margin.h"
+#include "optim.h"
+
+/* The margin parameters of cfg (loss, s, m1..m3, fallback, gradient mode). */
+Margin margin_from_config(const TrainConfig *cfg);
+
+/* The learning-rate schedule of cfg. */
+LrSchedule schedule_from_config(const TrainConfig *cfg);
+
+/* Number of identities the classifier holds: num_classes when set, else the
+ * dataset's. */
+int64_t config_num_classes(const TrainConfig *cfg);
+
+/* The IResNet depth named by cfg->network ("r50" -> 50). */
+int config_depth(const TrainConfig *cfg);
+
+/* The contiguous block of classes server p of P owns: sizes differ by at most one. */
+void shard_range(int64_t num_classes, int p, int P, int64_t *start, int64_t *rows);
+
+/* Sets OpenBLAS' thread count (threads > 0) and, when log is set, logs the
+ * OpenBLAS build and core in use, warning when the CPU could use a faster core
+ * than the one OPENBLAS_CORETYPE forced. */
+void blas_setup(int threads, int log);
+
+#endif

@@ -1,0 +1,34 @@
+/* main.c -- arcface-ps: a parameter server holding one shard of the
+ * margin-softmax classifier. Launched with the workers as one MPMD job:
+ *     mpirun -np P arcface-ps CONFIG [key=value ...] : -np W arcface-worker CONFIG [...] */
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "job.h"
+#include "log.h"
+#include "server.h"
+#include "train_setup.h"
+
+int main(int argc, char **argv) {
+    Job job;
+    job_init(&job, &argc, &argv, 1, 120.0);
+    TrainConfig cfg;
+    char err[1024];
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        if (job.world_rank == 0) config_print_help(stdout);
+        job_finalize(&job);
+        return 0;
+    }
+    if (config_from_args(&cfg, argc, argv, err, sizeof err) != 0) job_abort(&job, "config: %s", err);
+    job.timeout = cfg.step_timeout;
+    blas_setup(cfg.threads, job.role_rank == 0);
+
+    Server server;
+    server_init(&server, &job, &cfg);
+    server_run(&server);
+    if (server_write_weights(&server, err, sizeof err) != 0) job_abort(&job, "%s", err);
+    server_destroy(&server);
+    job_finalize(&job);
+    return 0;
+}

@@ -1,0 +1,249 @@
+/* server.c -- the parameter server's synchronous step loop.
+ *
+ * Each step: gather the FORWARD messages of all W workers (validated and
+ * bounded in time), compute this shard's logits and softmax statistics for the
+ * whole global batch, combine the statistics with the other servers
+ * (MPI_Iallreduce with a log-sum-exp operator), return to every worker its
+ * partial embedding gradient and loss, then update the shard's rows. */
+#include "server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zmq.h>
+
+#include "check.h"
+#include "dump.h"
+#include "log.h"
+#include "train_setup.h"
+
+/* Rejections are logged in full for the first few, then one in every 1000, so a
+ * flood of bad messages cannot flood the log. */
+#define REJECT_LOG_FIRST 10
+#define REJECT_LOG_EVERY 1000
+
+static void stats_combine_op(void *in, void *inout, int *len, MPI_Datatype *type) {
+    (void)type;
+    margin_stats_combine((SoftmaxStats *)inout, (const SoftmaxStats *)in, *len);
+}
+
+static void reject(Server *s, const char *why) {
+    s->rejected++;
+    if (s->rejected <= REJECT_LOG_FIRST || s->rejected % REJECT_LOG_EVERY == 0)
+        log_warn("rejected message #%llu: %s", (unsigned long long)s->rejected, why);
+}
+
+static void worker_identity(char *buf, size_t len, int worker) {
+    snprintf(buf, len, "worker-%d", worker);
+}
+
+void server_init(Server *s, Job *job, const TrainConfig *cfg) {
+    memset(s, 0, sizeof *s);
+    s->job = job;
+    s->cfg = cfg;
+    s->W = job->n_workers;
+    s->B = cfg->batch_size;
+    s->N = s->W * s->B;
+    s->D = cfg->embedding_size;
+    s->margin = margin_from_config(cfg);
+    s->schedule = schedule_from_config(cfg);
+
+    int64_t num_classes = config_num_classes(cfg);
+    if (num_classes < job->n_servers)
+        job_abort(job, "%lld classes cannot be split over %d servers", (long long)num_classes,
+                  job->n_servers);
+    int64_t start, rows;
+    shard_range(num_classes, job->role_rank, job->n_servers, &start, &rows);
+    char err[512];
+    if (classifier_create(&s->shard, start, rows, s->D, s->N, cfg->seed, err, sizeof err) != 0)
+        job_abort(job, "classifier: %s", err);
+
+    s->limits = (WireLimits){.token = job->token, .dim = (uint32_t)s->D, .max_rows = (uint32_t)s->B,
+                             .num_classes = num_classes, .max_message_bytes = (size_t)cfg->max_message_bytes};
+    wire_message_init(&s->msg, &s->limits);
+    s->x = xcalloc_aligned((size_t)s->N * s->D, sizeof(float));
+    s->dx = xcalloc_aligned((size_t)s->N * s->D, sizeof(float));
+    s->labels = xcalloc_aligned((size_t)s->N, sizeof(int64_t));
+    s->loss = xcalloc_aligned((size_t)s->N, sizeof(float));
+    s->combined = xcalloc_aligned((size_t)s->N, sizeof(SoftmaxStats));
+    s->identity = xcalloc_aligned((size_t)s->W, sizeof *s->identity);
+    s->identity_len = xcalloc_aligned((size_t)s->W, sizeof(size_t));
+    s->have = xcalloc_aligned((size_t)s->W, 1);
+
+    MPI_Type_contiguous(3, MPI_FLOAT, &s->stats_type);
+    MPI_Type_commit(&s->stats_type);
+    MPI_Op_create(stats_combine_op, 1, &s->stats_op);
+
+    /* Bind an ephemeral port on the job's interface; the endpoint goes to the
+     * workers through MPI. */
+    char addr[64], endpoint[JOB_ENDPOINT_LEN];
+    if (job_bind_address(job, cfg->interface, addr, sizeof addr, err, sizeof err) != 0)
+        job_abort(job, "%s", err);
+    s->zctx = zmq_ctx_new();
+    CHECK(s->zctx != NULL, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+    s->router = zmq_socket(s->zctx, ZMQ_ROUTER);
+    CHECK(s->router != NULL, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+    wire_socket_setup(s->router, &s->limits, (int)(cfg->step_timeout * 1000));
+    snprintf(endpoint, sizeof endpoint, "tcp://%s:*", addr);
+    if (zmq_bind(s->router, endpoint) != 0)
+        job_abort(job, "cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    size_t len = sizeof endpoint;
+    CHECK(zmq_getsockopt(s->router, ZMQ_LAST_ENDPOINT, endpoint, &len) == 0, "ZMQ_LAST_ENDPOINT: %s",
+          zmq_strerror(zmq_errno()));
+    log_info("classes [%lld, %lld) of %lld on %s", (long long)start, (long long)(start + rows),
+             (long long)num_classes, endpoint);
+    char (*endpoints)[JOB_ENDPOINT_LEN] = xcalloc_aligned((size_t)job->n_servers, JOB_ENDPOINT_LEN);
+    job_exchange_endpoints(job, endpoint, endpoints);
+    free(endpoints);
+}
+
+void server_destroy(Server *s) {
+    if (s->router) zmq_close(s->router);
+    if (s->zctx) zmq_ctx_term(s->zctx);
+    classifier_destroy(&s->shard);
+    wire_message_destroy(&s->msg);
+    MPI_Op_free(&s->stats_op);
+    MPI_Type_free(&s->stats_type);
+    free(s->x);
+    free(s->dx);
+    free(s->labels);
+    free(s->loss);
+    free(s->combined);
+    free(s->identity);
+    free(s->identity_len);
+    free(s->have);
+    memset(s, 0, sizeof *s);
+}
+
+/* Takes one FORWARD message for `step` if it is valid and new. Returns 1 when
+ * it was accepted. */
+static int accept_forward(Server *s, int64_t step) {
+    const WireHeader *h = &s->msg.header;
+    char why[256], expected[32];
+    if (h->type != WIRE_FORWARD) {
+        snprintf(why, sizeof why, "message type %u from a worker, expected FORWARD", h->type);
+        reject(s, why);
+        return 0;
+    }
+    if (h->sender >= (uint32_t)s->W) {
+        snprintf(why, sizeof why, "sender %u is not a worker of this job (%d workers)", h->sender, s->W);
+        reject(s, why);
+        return 0;
+    }
+    int w = (int)h->sender;
+    worker_identity(expected, sizeof expected, w);
+    if (s->msg.identity_len != strlen(expected) || memcmp(s->msg.identity, expected, s->msg.identity_len) != 0) {
+        snprintf(why, sizeof why, "sender %d arrived on a connection that is not %s", w, expected);
+        reject(s, why);
+        return 0;
+    }
+    if (h->step != (uint64_t)step || s->have[w]) {
+        snprintf(why, sizeof why, "worker %d sent step %llu while step %lld %s", w,
+                 (unsigned long long)h->step, (long long)step,
+                 s->have[w] && h->step == (uint64_t)step ? "was already received (replay)" : "is current");
+        reject(s, why);
+        return 0;
+    }
+    if (h->rows != (uint32_t)s->B) {
+        snprintf(why, sizeof why, "worker %d sent %u rows, the batch is %d", w, h->rows, s->B);
+        reject(s, why);
+        return 0;
+    }
+    memcpy(s->labels + (size_t)w * s->B, s->msg.frame[0], (size_t)s->B * sizeof(int64_t));
+    memcpy(s->x + (size_t)w * s->B * s->D, s->msg.frame[1], (size_t)s->B * s->D * sizeof(float));
+    memcpy(s->identity[w], s->msg.identity, s->msg.identity_len);
+    s->identity_len[w] = s->msg.identity_len;
+    s->have[w] = 1;
+    return 1;
+}
+
+/* Gathers the step's FORWARD message of every worker, or ends the job naming
+ * the first worker that stayed silent for step_timeout seconds. */
+static void gather_step(Server *s, int64_t step) {
+    memset(s->have, 0, (size_t)s->W);
+    int got = 0;
+    double deadline = now_seconds() + s->cfg->step_timeout;
+    while (got < s->W) {
+        double left = deadline - now_seconds();
+        if (left <= 0) {
+            int missing = 0;
+            while (missing < s->W && s->have[missing]) missing++;
+            char who[160];
+            job_describe_rank(s->job, s->job->worker_world_ranks[missing], who, sizeof who);
+            job_abort(s->job, "no embeddings from %s for step %lld within %.0f s (step_timeout)", who,
+                      (long long)step, s->cfg->step_timeout);
+        }
+        zmq_pollitem_t item = {.socket = s->router, .events = ZMQ_POLLIN};
+        long wait_ms = left > 1.0 ? 1000 : (long)(left * 1000) + 1;
+        int rc = zmq_poll(&item, 1, wait_ms);
+        if (rc < 0) {
+            if (zmq_errno() == EINTR) continue;
+            job_abort(s->job, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+        }
+        if (rc == 0) continue;
+        for (;;) {
+            char err[256];
+            WireStatus st = wire_recv(s->router, 1, &s->msg, &s->limits, ZMQ_DONTWAIT, err, sizeof err);
+            if (st == WIRE_AGAIN) break;
+            if (st != WIRE_OK) {
+                char why[400];
+                snprintf(why, sizeof why, "%s: %s", wire_status_str(st), err);
+                reject(s, why);
+                continue;
+            }
+            got += accept_forward(s, step);
+        }
+    }
+}
+
+static void reply_step(Server *s, int64_t step) {
+    for (int w = 0; w < s->W; w++) {
+        WireHeader h = {.type = WIRE_GRADIENT, .token = s->job->token, .step = (uint64_t)step,
+                        .sender = (uint32_t)s->job->role_rank, .rows = (uint32_t)s->B, .dim = (uint32_t)s->D};
+        char err[256];
+        if (wire_send(s->router, s->identity[w], s->identity_len[w], &h, s->loss + (size_t)w * s->B,
+                      (size_t)s->B * sizeof(float), s->dx + (size_t)w * s->B * s->D,
+                      (size_t)s->B * s->D * sizeof(float), err, sizeof err) != 0) {
+            char who[160];
+            job_describe_rank(s->job, s->job->worker_world_ranks[w], who, sizeof who);
+            job_abort(s->job, "cannot send step %lld gradients to %s: %s", (long long)step, who, err);
+        }
+    }
+}
+
+void server_run(Server *s) {
+    char what[128];
+    for (int64_t step = 0; step < s->cfg->steps; step++) {
+        gather_step(s, step);
+        classifier_forward(&s->shard, s->x, s->labels, s->N, &s->margin);
+        memcpy(s->combined, s->shard.stats, (size_t)s->N * sizeof(SoftmaxStats));
+        if (s->job->n_servers > 1) {
+            MPI_Request req;
+            MPI_Iallreduce(MPI_IN_PLACE, s->combined, s->N, s->stats_type, s->stats_op,
+                           s->job->role_comm, &req);
+            snprintf(what, sizeof what, "the other servers' softmax statistics of step %lld", (long long)step);
+            job_wait(s->job, &req, what);
+        }
+        classifier_backward(&s->shard, s->dx, s->combined, s->labels, &s->margin);
+        margin_loss(s->loss, s->combined, s->N);
+        reply_step(s, step);
+        /* The update runs while the workers do their backward pass. */
+        classifier_sgd_step(&s->shard, lr_at(&s->schedule, step), s->cfg->momentum, s->cfg->weight_decay);
+    }
+    if (s->rejected) log_warn("%llu messages rejected during the run", (unsigned long long)s->rejected);
+}
+
+int server_write_weights(const Server *s, char *err, size_t errlen) {
+    if (!s->cfg->output_dir[0]) return 0;
+    if (mkdir(s->cfg->output_dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create output_dir '%s': %s", s->cfg->output_dir, strerror(errno));
+        return -1;
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/classifier.%d.bin", s->cfg->output_dir, s->job->role_rank);
+    int64_t meta[4] = {s->shard.start, s->shard.rows, s->shard.dim, 0};
+    return dump_write(path, "classifier", meta, s->shard.weight, (size_t)s->shard.rows * s->shard.dim,
+                      err, errlen);
+}

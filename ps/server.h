@@ -1,0 +1,45 @@
+/* server.h -- a parameter server: one classifier shard behind a ZeroMQ ROUTER. */
+#ifndef ARCFACE_PS_SERVER_H
+#define ARCFACE_PS_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "classifier.h"
+#include "config.h"
+#include "job.h"
+#include "optim.h"
+#include "wire.h"
+
+typedef struct {
+    Job *job;
+    const TrainConfig *cfg;
+    int W, B, N, D;          /* workers, per-worker batch, global batch, embedding size */
+    Margin margin;
+    LrSchedule schedule;
+    ClassifierShard shard;
+    void *zctx, *router;
+    WireLimits limits;
+    WireMessage msg;         /* receive buffer, reused */
+    float *x, *dx, *loss;    /* global batch (N, D), partial gradient (N, D), loss (N) */
+    int64_t *labels;         /* (N) */
+    SoftmaxStats *combined;  /* (N) */
+    uint8_t (*identity)[256];/* ZeroMQ routing id of each worker */
+    size_t *identity_len;
+    uint8_t *have;           /* (W) message of the current step received */
+    MPI_Datatype stats_type;
+    MPI_Op stats_op;
+    uint64_t rejected;
+} Server;
+
+/* Creates the shard, binds the ROUTER and publishes its endpoint to the job.
+ * Any failure ends the job with a message. */
+void server_init(Server *s, Job *job, const TrainConfig *cfg);
+/* Runs cfg->steps synchronous steps. */
+void server_run(Server *s);
+/* Writes the shard's rows to output_dir/classifier.<rank>.bin (no-op without
+ * output_dir). Returns 0 or -1 with the reason in err. */
+int server_write_weights(const Server *s, char *err, size_t errlen);
+void server_destroy(Server *s);
+
+#endif

@@ -1,0 +1,217 @@
+/* main.c -- arcface-worker: data-parallel backbone training.
+ *
+ * Each step: read this worker's shard of the global batch, run the IResNet
+ * forward, send embeddings and labels to every parameter server, receive the
+ * embedding gradient, run backward, sum the backbone gradients of all workers
+ * (MPI_Iallreduce), clip, and apply SGD. Launched with the servers:
+ *     mpirun -np P arcface-ps CONFIG : -np W arcface-worker CONFIG */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "check.h"
+#include "config.h"
+#include "data.h"
+#include "dump.h"
+#include "evaluate.h"
+#include "iresnet.h"
+#include "job.h"
+#include "log.h"
+#include "ps_client.h"
+#include "train_setup.h"
+
+typedef struct {
+    double data, forward, exchange, backward, allreduce, update;
+} StepTimes;
+
+typedef struct {
+    Job job;
+    TrainConfig cfg;
+    IResNet *net;
+    PsClient client;
+    DataShard data;
+    Evaluator eval;
+    LrSchedule schedule;
+    float *images, *dembedding, *loss;
+    int64_t *labels;
+    FILE *metrics; /* output_dir/metrics.jsonl on worker 0, else NULL */
+} Worker;
+
+static void open_metrics(Worker *wk) {
+    if (wk->job.role_rank != 0 || !wk->cfg.output_dir[0]) return;
+    if (mkdir(wk->cfg.output_dir, 0755) != 0 && errno != EEXIST)
+        job_abort(&wk->job, "cannot create output_dir '%s': %s", wk->cfg.output_dir, strerror(errno));
+    char path[600];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", wk->cfg.output_dir);
+    wk->metrics = fopen(path, "w");
+    if (!wk->metrics) job_abort(&wk->job, "cannot create %s: %s", path, strerror(errno));
+}
+
+static void setup(Worker *wk, int argc, char **argv) {
+    Job *job = &wk->job;
+    char err[1024];
+    if (config_from_args(&wk->cfg, argc, argv, err, sizeof err) != 0) job_abort(job, "config: %s", err);
+    const TrainConfig *cfg = &wk->cfg;
+    job->timeout = cfg->step_timeout;
+    blas_setup(cfg->threads, job->role_rank == 0);
+
+    wk->net = iresnet_create(config_depth(cfg), cfg->width, cfg->embedding_size, cfg->dropout,
+                             cfg->batch_size, cfg->bn_group, cfg->seed, err, sizeof err);
+    if (!wk->net) job_abort(job, "backbone: %s", err);
+    if (job->role_rank == 0)
+        log_info("IResNet-%d width %d: %zu parameters, %.2f GFLOP forward per image; %d workers x "
+                 "batch %d, %d servers", wk->net->depth, wk->net->width, iresnet_param_count(wk->net),
+                 iresnet_forward_flops(wk->net) * 1e-9, job->n_workers, cfg->batch_size, job->n_servers);
+
+    char (*endpoints)[JOB_ENDPOINT_LEN] = xcalloc_aligned((size_t)job->n_servers, JOB_ENDPOINT_LEN);
+    job_exchange_endpoints(job, NULL, endpoints);
+    ps_client_init(&wk->client, job, cfg, endpoints, config_num_classes(cfg));
+    free(endpoints);
+
+    if (data_init(&wk->data, cfg, job->role_rank, job->n_workers, err, sizeof err) != 0)
+        job_abort(job, "data: %s", err);
+    if (evaluator_init(&wk->eval, job, cfg, cfg->batch_size, err, sizeof err) != 0)
+        job_abort(job, "verification: %s", err);
+    wk->schedule = schedule_from_config(cfg);
+    size_t B = (size_t)cfg->batch_size;
+    wk->images = xcalloc_aligned(B * 3 * IRESNET_INPUT * IRESNET_INPUT, sizeof(float));
+    wk->dembedding = xcalloc_aligned(B * (size_t)cfg->embedding_size, sizeof(float));
+    wk->loss = xcalloc_aligned(B, sizeof(float));
+    wk->labels = xcalloc_aligned(B, sizeof(int64_t));
+    open_metrics(wk);
+}
+
+static void verify(Worker *wk, int64_t step) {
+    VerifyResult r;
+    if (!evaluator_run(&wk->eval, wk->net, &r)) return;
+    char line[256];
+    verify_format(line, sizeof line, "synthetic", step, &r);
+    log_info("%s", line);
+    if (isfinite(r.tar_at_far_1e3))
+        log_info("[synthetic][%lld]Threshold: %.4f TAR@FAR=1e-3: %.5f", (long long)step, r.threshold_mean,
+                 r.tar_at_far_1e3);
+    else
+        log_info("[synthetic][%lld]Threshold: %.4f (TAR@FAR=1e-3 needs 1000 different pairs)", (long long)step,
+                 r.threshold_mean);
+    if (wk->metrics) {
+        fprintf(wk->metrics, "{\"step\": %lld, \"set\": \"synthetic\", \"accuracy\": %.6f, \"accuracy_std\": %.6f, "
+                "\"threshold\": %.6f}\n", (long long)step, r.accuracy_mean, r.accuracy_std, r.threshold_mean);
+        fflush(wk->metrics);
+    }
+}
+
+static void format_duration(char *buf, size_t len, double seconds) {
+    long s = (long)(seconds + 0.5);
+    snprintf(buf, len, "%02ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+}
+
+static void train(Worker *wk) {
+    Job *job = &wk->job;
+    const TrainConfig *cfg = &wk->cfg;
+    IResNet *net = wk->net;
+    const int B = cfg->batch_size;
+    const int64_t global_batch = (int64_t)B * job->n_workers;
+    StepTimes acc = {0};
+    double window_start = now_seconds(), run_start = window_start;
+    double loss_window = 0;
+    int window_steps = 0;
+    char what[128];
+
+    for (int64_t step = 0; step < cfg->steps; step++) {
+        double t0 = now_seconds();
+        data_fill(&wk->data, step, wk->images, wk->labels);
+        double t1 = now_seconds();
+        const float *emb = iresnet_forward(net, wk->images, B, 1, (uint64_t)step, (uint64_t)job->role_rank * B);
+        double t2 = now_seconds();
+        ps_client_exchange(&wk->client, step, wk->labels, emb, wk->dembedding, wk->loss);
+        double t3 = now_seconds();
+        paramset_zero_grad(&net->params);
+        iresnet_backward(net, wk->dembedding);
+        double t4 = now_seconds();
+
+        /* The servers scaled the gradient by 1/global_batch, so summing the
+         * workers' gradients gives the gradient of the global mean loss. */
+        double loss_sum = 0;
+        for (int i = 0; i < B; i++) loss_sum += wk->loss[i];
+        MPI_Request reqs[2];
+        MPI_Iallreduce(MPI_IN_PLACE, net->params.grads, (int)net->params.n_params, MPI_FLOAT, MPI_SUM,
+                       job->role_comm, &reqs[0]);
+        MPI_Iallreduce(MPI_IN_PLACE, &loss_sum, 1, MPI_DOUBLE, MPI_SUM, job->role_comm, &reqs[1]);
+        snprintf(what, sizeof what, "the backbone gradient allreduce of step %lld", (long long)step);
+        job_wait(job, &reqs[0], what);
+        job_wait(job, &reqs[1], what);
+        double t5 = now_seconds();
+        double loss = loss_sum / (double)global_batch;
+        if (!isfinite(loss)) job_abort(job, "the loss of step %lld is %g: training diverged (lower lr?)", (long long)step, loss);
+        clip_grad_norm(&net->params, cfg->grad_clip);
+        float lr = lr_at(&wk->schedule, step);
+        sgd_step(&net->params, lr, cfg->momentum, cfg->weight_decay);
+        double t6 = now_seconds();
+
+        acc.data += t1 - t0, acc.forward += t2 - t1, acc.exchange += t3 - t2;
+        acc.backward += t4 - t3, acc.allreduce += t5 - t4, acc.update += t6 - t5;
+        loss_window += loss;
+        window_steps++;
+        if (wk->metrics) {
+            fprintf(wk->metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g}\n", (long long)(step + 1), loss, lr);
+            fflush(wk->metrics);
+        }
+        int64_t done = step + 1;
+        if (job->role_rank == 0 && (done % cfg->log_every == 0 || done == cfg->steps)) {
+            double now = now_seconds(), elapsed = now - window_start;
+            double per_step = (now - run_start) / (double)done;
+            char eta[32];
+            format_duration(eta, sizeof eta, per_step * (double)(cfg->steps - done));
+            double total = acc.data + acc.forward + acc.exchange + acc.backward + acc.allreduce + acc.update;
+            log_info("step %lld/%lld epoch %lld loss %.4f lr %.5f %.1f images/s (%.1f per worker) eta %s | "
+                     "data %.0f%% fwd %.0f%% ps %.0f%% bwd %.0f%% allreduce %.0f%% sgd %.0f%%",
+                     (long long)done, (long long)cfg->steps, (long long)data_epoch_of(&wk->data, step),
+                     loss_window / window_steps, lr, (double)window_steps * global_batch / elapsed,
+                     (double)window_steps * B / elapsed, eta, 100 * acc.data / total,
+                     100 * acc.forward / total, 100 * acc.exchange / total, 100 * acc.backward / total,
+                     100 * acc.allreduce / total, 100 * acc.update / total);
+            window_start = now;
+            loss_window = 0;
+            window_steps = 0;
+            memset(&acc, 0, sizeof acc);
+        }
+        if (cfg->verify_every > 0 && done % cfg->verify_every == 0 && done != cfg->steps) verify(wk, done);
+    }
+    verify(wk, cfg->steps);
+}
+
+static void write_backbone(Worker *wk) {
+    if (wk->job.role_rank != 0 || !wk->cfg.output_dir[0]) return;
+    char path[600], err[1024];
+    snprintf(path, sizeof path, "%s/backbone.bin", wk->cfg.output_dir);
+    int64_t meta[4] = {wk->net->depth, wk->net->width, wk->net->embedding_size, (int64_t)wk->net->n_bn_buffers};
+    if (dump_write(path, "backbone", meta, wk->net->params.params, wk->net->params.n_params, err, sizeof err) != 0)
+        job_abort(&wk->job, "%s", err);
+}
+
+int main(int argc, char **argv) {
+    Worker wk;
+    memset(&wk, 0, sizeof wk);
+    job_init(&wk.job, &argc, &argv, 0, 120.0);
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        job_finalize(&wk.job);
+        return 0;
+    }
+    setup(&wk, argc, argv);
+    train(&wk);
+    write_backbone(&wk);
+    if (wk.metrics) fclose(wk.metrics);
+    evaluator_destroy(&wk.eval);
+    data_destroy(&wk.data);
+    ps_client_destroy(&wk.client);
+    iresnet_destroy(&wk.net);
+    free(wk.images);
+    free(wk.dembedding);
+    free(wk.loss);
+    free(wk.labels);
+    job_finalize(&wk.job);
+    return 0;
+}

@@ -1,0 +1,42 @@
+/* ps_client.h -- a worker's connections to every parameter server: send the
+ * step's embeddings and labels to all, collect every partial gradient. */
+#ifndef ARCFACE_PS_CLIENT_H
+#define ARCFACE_PS_CLIENT_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "job.h"
+#include "wire.h"
+
+/* zmq_poll takes one item per server; beyond this many, use fewer, larger servers. */
+#define PS_CLIENT_MAX_SERVERS 256
+
+typedef struct {
+    const Job *job;
+    int P, B, D;
+    double timeout;
+    void *zctx;
+    void **dealers;      /* (P) one DEALER per server */
+    WireLimits limits;
+    WireMessage msg;
+    float *partials;     /* (P, B, D) each server's dx, summed in server order */
+    float *loss;         /* (B) per-sample loss from server 0 */
+    uint8_t *have;       /* (P) */
+    uint64_t rejected;
+} PsClient;
+
+/* Connects to the servers' endpoints (from job_exchange_endpoints). Failures end the job. */
+void ps_client_init(PsClient *c, const Job *job, const TrainConfig *cfg,
+                    char (*endpoints)[JOB_ENDPOINT_LEN], int64_t num_classes);
+
+/* Sends (step, labels, embeddings) to every server and waits (bounded by the
+ * step timeout) for all their replies. dx (B, D) receives the full gradient of
+ * the mean global loss with respect to the embeddings; loss (B) the per-sample
+ * losses. A silent server ends the job with a message naming it. */
+void ps_client_exchange(PsClient *c, int64_t step, const int64_t *labels, const float *embeddings,
+                        float *dx, float *loss);
+
+void ps_client_destroy(PsClient *c);
+
+#endif
