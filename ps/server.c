@@ -168,12 +168,17 @@ static void gather_step(Server *s, int64_t step) {
     while (got < s->W) {
         double left = deadline - now_seconds();
         if (left <= 0) {
-            int missing = 0;
-            while (missing < s->W && s->have[missing]) missing++;
-            char who[160];
-            job_describe_rank(s->job, s->job->worker_world_ranks[missing], who, sizeof who);
-            job_abort(s->job, "no embeddings from %s for step %lld within %.0f s (step_timeout)", who,
-                      (long long)step, s->cfg->step_timeout);
+            /* Name every silent worker: one that froze mid-step also stalls
+             * the others in their gradient allreduce, so they fall silent too. */
+            char who[1024] = "", one[160];
+            for (int w = 0, named = 0; w < s->W && named < 8; w++) {
+                if (s->have[w]) continue;
+                job_describe_rank(s->job, s->job->worker_world_ranks[w], one, sizeof one);
+                size_t used = strlen(who);
+                snprintf(who + used, sizeof who - used, "%s%s", named++ ? ", " : "", one);
+            }
+            job_abort(s->job, "no embeddings for step %lld within %.0f s (step_timeout) from %s", (long long)step,
+                      s->cfg->step_timeout, who);
         }
         zmq_pollitem_t item = {.socket = s->router, .events = ZMQ_POLLIN};
         long wait_ms = left > 1.0 ? 1000 : (long)(left * 1000) + 1;

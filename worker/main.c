@@ -55,7 +55,10 @@ static void setup(Worker *wk, int argc, char **argv) {
     char err[1024];
     if (config_from_args(&wk->cfg, argc, argv, err, sizeof err) != 0) job_abort(job, "config: %s", err);
     const TrainConfig *cfg = &wk->cfg;
-    job->timeout = cfg->step_timeout;
+    /* Workers wait on collectives twice as long as the servers wait for a
+     * worker: when a worker freezes, the servers, who can tell which worker is
+     * missing, report first. */
+    job->timeout = 2 * cfg->step_timeout;
     blas_setup(cfg->threads, job->role_rank == 0);
 
     wk->net = iresnet_create(config_depth(cfg), cfg->width, cfg->embedding_size, cfg->dropout,
