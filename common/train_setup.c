@@ -47,3 +47,8 @@ void blas_setup(int threads, int log) {
                  "the SGEMM speed; OPENBLAS_CORETYPE=%s forces it: unset it or set SkylakeX",
                  getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)");
 }
+
+void print_usage(FILE *out) {
+    fprintf(out, "usage: mpirun -np P arcface-ps [CONFIG] [key=value ...] : -np W arcface-worker [CONFIG] [key=value ...]\n\n");
+    config_print_help(out);
+}

@@ -4,6 +4,7 @@
 #define ARCFACE_TRAIN_SETUP_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "margin.h"
@@ -24,6 +25,9 @@ int config_depth(const TrainConfig *cfg);
 
 /* The contiguous block of classes server p of P owns: sizes differ by at most one. */
 void shard_range(int64_t num_classes, int p, int P, int64_t *start, int64_t *rows);
+
+/* The launch line of a job and every configuration key (--help of both programs). */
+void print_usage(FILE *out);
 
 /* Sets OpenBLAS' thread count (threads > 0) and, when log is set, logs the
  * OpenBLAS build and core in use, warning when the CPU could use a faster core

@@ -11,15 +11,14 @@
 #include "train_setup.h"
 
 int main(int argc, char **argv) {
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        print_usage(stdout);
+        return 0;
+    }
     Job job;
     job_init(&job, &argc, &argv, 1, 120.0);
     TrainConfig cfg;
     char err[1024];
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        if (job.world_rank == 0) config_print_help(stdout);
-        job_finalize(&job);
-        return 0;
-    }
     if (config_from_args(&cfg, argc, argv, err, sizeof err) != 0) job_abort(&job, "config: %s", err);
     job.timeout = cfg.step_timeout;
     blas_setup(cfg.threads, job.role_rank == 0);

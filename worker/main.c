@@ -196,13 +196,13 @@ static void write_backbone(Worker *wk) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        print_usage(stdout);
+        return 0;
+    }
     Worker wk;
     memset(&wk, 0, sizeof wk);
     job_init(&wk.job, &argc, &argv, 0, 120.0);
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        job_finalize(&wk.job);
-        return 0;
-    }
     setup(&wk, argc, argv);
     train(&wk);
     write_backbone(&wk);
