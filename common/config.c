@@ -61,7 +61,21 @@ static const ConfigKey KEYS[] = {
     K_INT(embedding_size, "512", 2, 4096, 0, "length of the face embedding"),
     K_FLOAT(dropout, "0", 0, CLOSED, 1, OPEN, "dropout before the embedding FC (insightface: 0)"),
     /* data */
-    K_ENUM(dataset, "synthetic", "synthetic", "training and verification data"),
+    K_ENUM(dataset, "synthetic", "synthetic|rec|folder",
+           "training set: synthetic = built-in procedural faces; rec = insightface RecordIO "
+           "(data_path = train.rec, train.idx beside it); folder = data_path/<identity>/<image>"),
+    K_STRING(data_path, "", "train.rec (dataset = rec) or the image root (dataset = folder)"),
+    K_INT(data_class_limit, "0", 0, 100000000, 0,
+          "dataset = folder: train on the first N identities in sorted order only; 0 = all"),
+    K_FLOAT(crop_fraction, "1", 0, OPEN, 1, CLOSED,
+            "images not 112x112: keep the centred square of this fraction of the shorter side, "
+            "then resize it to 112x112 (training and verification alike)"),
+    K_INT(decode_threads, "2", 1, 256, 0, "background threads per worker decoding training images"),
+    K_INT64(max_bad_images, "100", 0, INT64_C(1000000000000),
+            "corrupt training images a worker skips (each reported) before the run fails"),
+    K_STRING(verify, "synthetic",
+             "comma-separated verification sets: synthetic, NAME=PATH.bin (insightface .bin), "
+             "NAME=PAIRS.txt@IMAGE_ROOT (LFW pairs.txt); the name defaults to the file's stem"),
     K_INT(synthetic_ids, "1000", 2, 100000000, 0, "training identities of the synthetic set"),
     K_INT(synthetic_images, "40", 2, 100000, 0, "images per synthetic identity"),
     K_INT(synthetic_holdout_ids, "100", 2, 1000000, 0,
@@ -535,6 +549,16 @@ int config_finalize(TrainConfig *c, char *err, size_t errlen) {
     if (t.warmup_steps >= t.steps) {
         set_err(err, errlen, "key 'warmup_steps': %" PRId64 " must be less than steps (%" PRId64
                 ")", t.warmup_steps, t.steps);
+        return -1;
+    }
+    if (strcmp(t.dataset, "synthetic") != 0 && t.data_path[0] == '\0') {
+        set_err(err, errlen, "key 'data_path': dataset = %s needs data_path (%s)", t.dataset,
+                strcmp(t.dataset, "rec") == 0 ? "the train.rec file" : "the image root");
+        return -1;
+    }
+    if (t.data_class_limit != 0 && strcmp(t.dataset, "folder") != 0) {
+        set_err(err, errlen, "key 'data_class_limit': only dataset = folder can be limited to its "
+                "first identities");
         return -1;
     }
     if (strcmp(t.dataset, "synthetic") == 0 && t.num_classes != 0 &&

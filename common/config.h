@@ -18,7 +18,13 @@ typedef struct {
     int embedding_size;       /* 512 */
     float dropout;            /* before the embedding FC (insightface: 0) */
     /* data */
-    char dataset[CONFIG_STR]; /* synthetic */
+    char dataset[CONFIG_STR]; /* synthetic | rec | folder */
+    char data_path[CONFIG_STR];
+    int data_class_limit;     /* folder: first N identities only; 0 = all */
+    float crop_fraction;      /* centred square kept before resizing to 112x112 */
+    int decode_threads;
+    int64_t max_bad_images;
+    char verify[CONFIG_STR];  /* comma-separated verification set specs */
     int synthetic_ids;        /* training identities of the synthetic set */
     int synthetic_images;     /* images per synthetic identity */
     int synthetic_holdout_ids;/* held-out identities for verification pairs */

@@ -14,4 +14,11 @@
 int dump_write(const char *path, const char *kind, const int64_t meta[4], const float *data,
                size_t count, char *err, size_t errlen);
 
+/* Reads a file written by dump_write whose kind must equal `kind`. On success
+ * *data (malloc'ed, count floats) and meta are filled. Returns 0, or -1 with the
+ * path, the byte offset and what is wrong (bad magic, other kind, truncated,
+ * checksum mismatch) in err. */
+int dump_read(const char *path, const char *kind, int64_t meta[4], float **data, size_t *count, char *err,
+              size_t errlen);
+
 #endif

@@ -205,3 +205,15 @@ void job_finalize(Job *job) {
     free(job->worker_world_ranks);
     MPI_Finalize();
 }
+
+int64_t job_share_num_classes(const Job *job, const TrainConfig *cfg, int64_t dataset_classes) {
+    int64_t classes = dataset_classes;
+    MPI_Request req;
+    MPI_Ibcast(&classes, 1, MPI_INT64_T, job->worker_world_ranks[0], MPI_COMM_WORLD, &req);
+    job_wait(job, &req, "the training set's identity count from worker 0");
+    if (cfg->num_classes == 0) return classes;
+    if (cfg->num_classes < classes)
+        job_abort(job, "num_classes = %lld but the training set has %lld identities", (long long)cfg->num_classes,
+                  (long long)classes);
+    return cfg->num_classes;
+}

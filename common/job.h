@@ -12,6 +12,8 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "config.h"
+
 #define JOB_HOST_LEN 64
 #define JOB_ENDPOINT_LEN 256
 
@@ -53,6 +55,12 @@ void job_exchange_endpoints(const Job *job, const char *mine, char (*endpoints)[
  * address. Returns 0, or -1 with a reason in err. */
 int job_bind_address(const Job *job, const char *interface, char *addr, size_t len, char *err,
                      size_t errlen);
+
+/* The classifier's row count, agreed by the whole job: worker 0 passes its
+ * dataset's identity count (others pass anything), and every rank gets
+ * num_classes from the configuration when set (it must not be smaller than the
+ * dataset's), else the dataset's. Ends the job on a conflict. */
+int64_t job_share_num_classes(const Job *job, const TrainConfig *cfg, int64_t dataset_classes);
 
 /* Synchronises all ranks (bounded) and calls MPI_Finalize. */
 void job_finalize(Job *job);

@@ -22,10 +22,6 @@ LrSchedule schedule_from_config(const TrainConfig *cfg) {
     return s;
 }
 
-int64_t config_num_classes(const TrainConfig *cfg) {
-    return cfg->num_classes > 0 ? cfg->num_classes : cfg->synthetic_ids;
-}
-
 int config_depth(const TrainConfig *cfg) { return atoi(cfg->network + 1); }
 
 void shard_range(int64_t num_classes, int p, int P, int64_t *start, int64_t *rows) {

@@ -16,10 +16,6 @@ Margin margin_from_config(const TrainConfig *cfg);
 /* The learning-rate schedule of cfg. */
 LrSchedule schedule_from_config(const TrainConfig *cfg);
 
-/* Number of identities the classifier holds: num_classes when set, else the
- * dataset's. */
-int64_t config_num_classes(const TrainConfig *cfg);
-
 /* The IResNet depth named by cfg->network ("r50" -> 50). */
 int config_depth(const TrainConfig *cfg);
 

@@ -50,7 +50,7 @@ void server_init(Server *s, Job *job, const TrainConfig *cfg) {
     s->margin = margin_from_config(cfg);
     s->schedule = schedule_from_config(cfg);
 
-    int64_t num_classes = config_num_classes(cfg);
+    int64_t num_classes = job_share_num_classes(job, cfg, 0);
     if (num_classes < job->n_servers)
         job_abort(job, "%lld classes cannot be split over %d servers", (long long)num_classes,
                   job->n_servers);

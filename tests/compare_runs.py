@@ -46,6 +46,13 @@ def classifier(run):
     return whole
 
 
+def backbone_params(run):
+    """The parameters of backbone.bin (meta[3] of them), without the BatchNorm
+    running statistics that follow: those are per worker, not per job."""
+    meta, values = read_dump(os.path.join(run, "backbone.bin"))
+    return values[:meta[3]]
+
+
 def losses(run):
     out = {}
     with open(os.path.join(run, "metrics.jsonl")) as f:
@@ -70,7 +77,7 @@ def main():
     ap.add_argument("--steps", type=int, required=True)
     args = ap.parse_args()
     ref = args.runs[0]
-    ref_loss, ref_bb, ref_cls = losses(ref), read_dump(os.path.join(ref, "backbone.bin"))[1], classifier(ref)
+    ref_loss, ref_bb, ref_cls = losses(ref), backbone_params(ref), classifier(ref)
     ok = True
     if sorted(ref_loss) != list(range(1, args.steps + 1)):
         print(f"{ref}: expected losses for steps 1..{args.steps}, got {len(ref_loss)}")
@@ -85,7 +92,7 @@ def main():
                 continue
             rel = abs(run_loss[step] - value) / max(abs(value), 1e-12)
             worst = max(worst, rel)
-        bb = read_dump(os.path.join(run, "backbone.bin"))[1]
+        bb = backbone_params(run)
         cls = classifier(run)
         if len(bb) != len(ref_bb) or len(cls) != len(ref_cls):
             print(f"{run}: weight sizes differ from {ref}")

@@ -14,11 +14,12 @@
 
 #include "check.h"
 #include "config.h"
-#include "data.h"
+#include "dataset.h"
 #include "dump.h"
 #include "evaluate.h"
 #include "iresnet.h"
 #include "job.h"
+#include "loader.h"
 #include "log.h"
 #include "ps_client.h"
 #include "train_setup.h"
@@ -32,11 +33,11 @@ typedef struct {
     TrainConfig cfg;
     IResNet *net;
     PsClient client;
-    DataShard data;
+    Dataset *dataset;
+    Loader *loader;
     Evaluator eval;
     LrSchedule schedule;
-    float *images, *dembedding, *loss;
-    int64_t *labels;
+    float *dembedding, *loss;
     FILE *metrics; /* output_dir/metrics.jsonl on worker 0, else NULL */
 } Worker;
 
@@ -69,41 +70,24 @@ static void setup(Worker *wk, int argc, char **argv) {
                  "batch %d, %d servers", wk->net->depth, wk->net->width, iresnet_param_count(wk->net),
                  iresnet_forward_flops(wk->net) * 1e-9, job->n_workers, cfg->batch_size, job->n_servers);
 
+    if (dataset_open(&wk->dataset, cfg, err, sizeof err) != 0) job_abort(job, "training set: %s", err);
+    if (job->role_rank == 0) log_info("training set: %s", dataset_describe(wk->dataset));
+    int64_t num_classes = job_share_num_classes(job, cfg, dataset_classes(wk->dataset));
     char (*endpoints)[JOB_ENDPOINT_LEN] = xcalloc_aligned((size_t)job->n_servers, JOB_ENDPOINT_LEN);
     job_exchange_endpoints(job, NULL, endpoints);
-    ps_client_init(&wk->client, job, cfg, endpoints, config_num_classes(cfg));
+    ps_client_init(&wk->client, job, cfg, endpoints, num_classes);
     free(endpoints);
 
-    if (data_init(&wk->data, cfg, job->role_rank, job->n_workers, err, sizeof err) != 0)
+    if (loader_start(&wk->loader, wk->dataset, cfg, job->role_rank, job->n_workers, 0, cfg->steps, err,
+                     sizeof err) != 0)
         job_abort(job, "data: %s", err);
-    if (evaluator_init(&wk->eval, job, cfg, cfg->batch_size, err, sizeof err) != 0)
+    if (evaluator_init(&wk->eval, job, cfg, err, sizeof err) != 0)
         job_abort(job, "verification: %s", err);
     wk->schedule = schedule_from_config(cfg);
     size_t B = (size_t)cfg->batch_size;
-    wk->images = xcalloc_aligned(B * 3 * IRESNET_INPUT * IRESNET_INPUT, sizeof(float));
     wk->dembedding = xcalloc_aligned(B * (size_t)cfg->embedding_size, sizeof(float));
     wk->loss = xcalloc_aligned(B, sizeof(float));
-    wk->labels = xcalloc_aligned(B, sizeof(int64_t));
     open_metrics(wk);
-}
-
-static void verify(Worker *wk, int64_t step) {
-    VerifyResult r;
-    if (!evaluator_run(&wk->eval, wk->net, &r)) return;
-    char line[256];
-    verify_format(line, sizeof line, "synthetic", step, &r);
-    log_info("%s", line);
-    if (isfinite(r.tar_at_far_1e3))
-        log_info("[synthetic][%lld]Threshold: %.4f TAR@FAR=1e-3: %.5f", (long long)step, r.threshold_mean,
-                 r.tar_at_far_1e3);
-    else
-        log_info("[synthetic][%lld]Threshold: %.4f (TAR@FAR=1e-3 needs 1000 different pairs)", (long long)step,
-                 r.threshold_mean);
-    if (wk->metrics) {
-        fprintf(wk->metrics, "{\"step\": %lld, \"set\": \"synthetic\", \"accuracy\": %.6f, \"accuracy_std\": %.6f, "
-                "\"threshold\": %.6f}\n", (long long)step, r.accuracy_mean, r.accuracy_std, r.threshold_mean);
-        fflush(wk->metrics);
-    }
 }
 
 static void format_duration(char *buf, size_t len, double seconds) {
@@ -125,11 +109,16 @@ static void train(Worker *wk) {
 
     for (int64_t step = 0; step < cfg->steps; step++) {
         double t0 = now_seconds();
-        data_fill(&wk->data, step, wk->images, wk->labels);
+        const float *images;
+        const int64_t *labels;
+        char err[1024];
+        if (loader_get(wk->loader, step, cfg->step_timeout, &images, &labels, err, sizeof err) != 0)
+            job_abort(job, "training data: %s", err);
         double t1 = now_seconds();
-        const float *emb = iresnet_forward(net, wk->images, B, 1, (uint64_t)step, (uint64_t)job->role_rank * B);
+        const float *emb = iresnet_forward(net, images, B, 1, (uint64_t)step, (uint64_t)job->role_rank * B);
         double t2 = now_seconds();
-        ps_client_exchange(&wk->client, step, wk->labels, emb, wk->dembedding, wk->loss);
+        ps_client_exchange(&wk->client, step, labels, emb, wk->dembedding, wk->loss);
+        loader_release(wk->loader, step);
         double t3 = now_seconds();
         paramset_zero_grad(&net->params);
         iresnet_backward(net, wk->dembedding);
@@ -171,7 +160,7 @@ static void train(Worker *wk) {
             double total = acc.data + acc.forward + acc.exchange + acc.backward + acc.allreduce + acc.update;
             log_info("step %lld/%lld epoch %lld loss %.4f lr %.5f %.1f images/s (%.1f per worker) eta %s | "
                      "data %.0f%% fwd %.0f%% ps %.0f%% bwd %.0f%% allreduce %.0f%% sgd %.0f%%",
-                     (long long)done, (long long)cfg->steps, (long long)data_epoch_of(&wk->data, step),
+                     (long long)done, (long long)cfg->steps, (long long)loader_epoch_of(wk->loader, step),
                      loss_window / window_steps, lr, (double)window_steps * global_batch / elapsed,
                      (double)window_steps * B / elapsed, eta, 100 * acc.data / total,
                      100 * acc.forward / total, 100 * acc.exchange / total, 100 * acc.backward / total,
@@ -181,18 +170,28 @@ static void train(Worker *wk) {
             window_steps = 0;
             memset(&acc, 0, sizeof acc);
         }
-        if (cfg->verify_every > 0 && done % cfg->verify_every == 0 && done != cfg->steps) verify(wk, done);
+        if (cfg->verify_every > 0 && done % cfg->verify_every == 0 && done != cfg->steps)
+            evaluator_run(&wk->eval, net, done, wk->metrics);
     }
-    verify(wk, cfg->steps);
+    evaluator_run(&wk->eval, net, cfg->steps, wk->metrics);
 }
 
+/* output_dir/backbone.bin: every parameter, then every BatchNorm running
+ * statistic (averaged over the workers by the final verification); meta =
+ * (depth, width, embedding size, parameter count). */
 static void write_backbone(Worker *wk) {
     if (wk->job.role_rank != 0 || !wk->cfg.output_dir[0]) return;
+    IResNet *net = wk->net;
     char path[600], err[1024];
     snprintf(path, sizeof path, "%s/backbone.bin", wk->cfg.output_dir);
-    int64_t meta[4] = {wk->net->depth, wk->net->width, wk->net->embedding_size, (int64_t)wk->net->n_bn_buffers};
-    if (dump_write(path, "backbone", meta, wk->net->params.params, wk->net->params.n_params, err, sizeof err) != 0)
-        job_abort(&wk->job, "%s", err);
+    size_t n = net->params.n_params + net->n_bn_buffers;
+    float *all = xcalloc_aligned(n, sizeof(float));
+    memcpy(all, net->params.params, net->params.n_params * sizeof(float));
+    memcpy(all + net->params.n_params, net->bn_buffers, net->n_bn_buffers * sizeof(float));
+    int64_t meta[4] = {net->depth, net->width, net->embedding_size, (int64_t)net->params.n_params};
+    int rc = dump_write(path, "backbone", meta, all, n, err, sizeof err);
+    free(all);
+    if (rc != 0) job_abort(&wk->job, "%s", err);
 }
 
 int main(int argc, char **argv) {
@@ -208,13 +207,14 @@ int main(int argc, char **argv) {
     write_backbone(&wk);
     if (wk.metrics) fclose(wk.metrics);
     evaluator_destroy(&wk.eval);
-    data_destroy(&wk.data);
+    int64_t bad = loader_bad_images(wk.loader);
+    if (bad) log_warn("%lld training images could not be loaded and were replaced", (long long)bad);
+    loader_stop(&wk.loader);
+    dataset_close(&wk.dataset);
     ps_client_destroy(&wk.client);
     iresnet_destroy(&wk.net);
-    free(wk.images);
     free(wk.dembedding);
     free(wk.loss);
-    free(wk.labels);
     job_finalize(&wk.job);
     return 0;
 }
