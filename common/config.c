@@ -112,6 +112,12 @@ static const ConfigKey KEYS[] = {
     K_INT64(steps, "1000", 1, INT64_C(1000000000000), "total training steps"),
     K_INT64(warmup_steps, "0", 0, INT64_C(1000000000000),
             "linear warm-up steps, less than steps"),
+    K_ENUM(lr_schedule, "poly", "poly|step",
+           "after warm-up: poly = polynomial decay to 0 at the last step (insightface's "
+           "PolyScheduler); step = multiply by lr_decay at each epoch of lr_epochs"),
+    K_STRING(lr_epochs, "", "lr_schedule = step: comma-separated epochs (ascending, may be "
+                            "fractional) at which lr is multiplied by lr_decay, e.g. 10,18,22"),
+    K_FLOAT(lr_decay, "0.1", 0, OPEN, 1, CLOSED, "lr_schedule = step: factor per milestone"),
     K_FLOAT(lr_power, "2", 0, CLOSED, 10, CLOSED,
             "polynomial decay exponent after warm-up (insightface: 2)"),
     /* run */
@@ -508,6 +514,35 @@ static const struct {
     {"combined", 1.0f, 0.3f, 0.2f},
 };
 
+int config_parse_epochs(const char *list, double *epochs, int max, char *err, size_t errlen) {
+    int n = 0;
+    const char *p = list;
+    while (*p) {
+        char *end;
+        double e = strtod(p, &end);
+        if (end == p || !(e > 0) || !isfinite(e) || (*end && *end != ',')) {
+            set_err(err, errlen, "key 'lr_epochs': '%s' is not a comma-separated list of positive numbers",
+                    list);
+            return -1;
+        }
+        if (n == max) {
+            set_err(err, errlen, "key 'lr_epochs': more than %d epochs", max);
+            return -1;
+        }
+        if (n > 0 && e <= epochs[n - 1]) {
+            set_err(err, errlen, "key 'lr_epochs': epochs must increase (%g after %g)", e, epochs[n - 1]);
+            return -1;
+        }
+        epochs[n++] = e;
+        if (*end == ',' && end[1] == '\0') {
+            set_err(err, errlen, "key 'lr_epochs': '%s' ends with a comma", list);
+            return -1;
+        }
+        p = *end ? end + 1 : end;
+    }
+    return n;
+}
+
 int config_finalize(TrainConfig *c, char *err, size_t errlen) {
     TrainConfig t = *c;
     int li = -1;
@@ -549,6 +584,18 @@ int config_finalize(TrainConfig *c, char *err, size_t errlen) {
     if (t.warmup_steps >= t.steps) {
         set_err(err, errlen, "key 'warmup_steps': %" PRId64 " must be less than steps (%" PRId64
                 ")", t.warmup_steps, t.steps);
+        return -1;
+    }
+    if (strcmp(t.lr_schedule, "step") == 0) {
+        double epochs[CONFIG_MAX_LR_EPOCHS];
+        int n = config_parse_epochs(t.lr_epochs, epochs, CONFIG_MAX_LR_EPOCHS, err, errlen);
+        if (n < 0) return -1;
+        if (n == 0) {
+            set_err(err, errlen, "key 'lr_epochs': lr_schedule = step needs at least one epoch");
+            return -1;
+        }
+    } else if (t.lr_epochs[0]) {
+        set_err(err, errlen, "key 'lr_epochs': only used with lr_schedule = step");
         return -1;
     }
     if (strcmp(t.dataset, "synthetic") != 0 && t.data_path[0] == '\0') {

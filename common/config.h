@@ -10,6 +10,8 @@
 #include <stdio.h>
 
 #define CONFIG_STR 256
+/* Most milestones lr_epochs may list. */
+#define CONFIG_MAX_LR_EPOCHS 16
 
 typedef struct {
     /* model */
@@ -44,6 +46,9 @@ typedef struct {
     float grad_clip;          /* max L2 norm of the backbone gradient; 0 = off */
     int64_t steps;            /* total training steps */
     int64_t warmup_steps;
+    char lr_schedule[CONFIG_STR]; /* poly | step */
+    char lr_epochs[CONFIG_STR];   /* step: comma-separated epochs */
+    float lr_decay;               /* step: factor per milestone */
     float lr_power;           /* polynomial decay exponent (insightface: 2) */
     /* run */
     uint64_t seed;
@@ -76,6 +81,10 @@ int config_from_args(TrainConfig *c, int argc, char **argv, char *err, size_t er
 /* Resolves derived values (margins from the loss, bn_group) and checks the
  * keys against each other. Returns 0 or -1 with the reason in err. */
 int config_finalize(TrainConfig *c, char *err, size_t errlen);
+
+/* Parses lr_epochs ("10,18,22", ascending positive numbers) into epochs[0..max).
+ * Returns the count, or -1 with a reason naming the key. */
+int config_parse_epochs(const char *list, double *epochs, int max, char *err, size_t errlen);
 
 /* Writes every key as "key = value", in table order, loadable by config_load_file. */
 void config_print(const TrainConfig *c, FILE *out);

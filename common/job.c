@@ -206,14 +206,18 @@ void job_finalize(Job *job) {
     MPI_Finalize();
 }
 
-int64_t job_share_num_classes(const Job *job, const TrainConfig *cfg, int64_t dataset_classes) {
-    int64_t classes = dataset_classes;
+JobData job_share_data(const Job *job, const TrainConfig *cfg, int64_t dataset_classes, int64_t dataset_samples) {
+    int64_t facts[2] = {dataset_classes, dataset_samples};
     MPI_Request req;
-    MPI_Ibcast(&classes, 1, MPI_INT64_T, job->worker_world_ranks[0], MPI_COMM_WORLD, &req);
-    job_wait(job, &req, "the training set's identity count from worker 0");
-    if (cfg->num_classes == 0) return classes;
-    if (cfg->num_classes < classes)
-        job_abort(job, "num_classes = %lld but the training set has %lld identities", (long long)cfg->num_classes,
-                  (long long)classes);
-    return cfg->num_classes;
+    MPI_Ibcast(facts, 2, MPI_INT64_T, job->worker_world_ranks[0], MPI_COMM_WORLD, &req);
+    job_wait(job, &req, "the training set's size from worker 0");
+    JobData d = {.num_classes = facts[0], .samples = facts[1]};
+    d.steps_per_epoch = d.samples / ((int64_t)job->n_workers * cfg->batch_size);
+    if (cfg->num_classes != 0) {
+        if (cfg->num_classes < d.num_classes)
+            job_abort(job, "num_classes = %lld but the training set has %lld identities", (long long)cfg->num_classes,
+                      (long long)d.num_classes);
+        d.num_classes = cfg->num_classes;
+    }
+    return d;
 }

@@ -56,11 +56,16 @@ void job_exchange_endpoints(const Job *job, const char *mine, char (*endpoints)[
 int job_bind_address(const Job *job, const char *interface, char *addr, size_t len, char *err,
                      size_t errlen);
 
-/* The classifier's row count, agreed by the whole job: worker 0 passes its
- * dataset's identity count (others pass anything), and every rank gets
- * num_classes from the configuration when set (it must not be smaller than the
- * dataset's), else the dataset's. Ends the job on a conflict. */
-int64_t job_share_num_classes(const Job *job, const TrainConfig *cfg, int64_t dataset_classes);
+/* What the whole job must agree on about the training set, taken from worker
+ * 0's dataset (other ranks pass anything): num_classes is the classifier's row
+ * count (the configured num_classes when set, which must not be smaller than
+ * the dataset's identity count), steps_per_epoch the full global batches per
+ * epoch. Ends the job on a conflict. */
+typedef struct {
+    int64_t num_classes, samples, steps_per_epoch;
+} JobData;
+
+JobData job_share_data(const Job *job, const TrainConfig *cfg, int64_t dataset_classes, int64_t dataset_samples);
 
 /* Synchronises all ranks (bounded) and calls MPI_Finalize. */
 void job_finalize(Job *job);

@@ -84,6 +84,12 @@ double clip_grad_norm(ParamSet *p, double max_norm) {
 
 float lr_at(const LrSchedule *s, int64_t step) {
     if (step < s->warmup_steps) return s->base_lr * (float)step / (float)s->warmup_steps;
+    if (s->kind == LR_STEP) {
+        double lr = s->base_lr;
+        for (int i = 0; i < s->n_milestones; i++)
+            if (step >= s->milestones[i]) lr *= s->factor;
+        return (float)lr;
+    }
     int64_t span = s->total_steps - s->warmup_steps;
     if (span <= 0) return s->base_lr;
     double progress = (double)(step - s->warmup_steps) / (double)span;

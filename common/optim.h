@@ -41,14 +41,26 @@ double grad_norm(const ParamSet *p);
  * max_norm <= 0 disables clipping (the norm is still returned). */
 double clip_grad_norm(ParamSet *p, double max_norm);
 
-/* Polynomial decay with linear warmup (insightface's PolyScheduler):
+/* Learning-rate schedules, both with linear warmup (step counts completed
+ * steps from 0):
  *   step < warmup: lr = base * step / warmup
- *   otherwise:     lr = base * (1 - (step - warmup) / (total - warmup))^power
- * step counts completed steps from 0. */
+ * then
+ *   LR_POLY (insightface's PolyScheduler):
+ *                  lr = base * (1 - (step - warmup) / (total - warmup))^power
+ *   LR_STEP (insightface's MXNet-era lr_steps):
+ *                  lr = base * factor^(number of milestones <= step) */
+typedef enum { LR_POLY = 0, LR_STEP = 1 } LrKind;
+
+#define LR_MAX_MILESTONES 16
+
 typedef struct {
+    LrKind kind;
     float base_lr;
     int64_t warmup_steps, total_steps;
-    float power;
+    float power;                               /* LR_POLY */
+    float factor;                              /* LR_STEP */
+    int n_milestones;
+    int64_t milestones[LR_MAX_MILESTONES];     /* LR_STEP: steps, ascending */
 } LrSchedule;
 
 float lr_at(const LrSchedule *s, int64_t step);

@@ -2,6 +2,7 @@
 #include "train_setup.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,9 +17,17 @@ Margin margin_from_config(const TrainConfig *cfg) {
     return m;
 }
 
-LrSchedule schedule_from_config(const TrainConfig *cfg) {
-    LrSchedule s = {.base_lr = cfg->lr, .warmup_steps = cfg->warmup_steps,
-                    .total_steps = cfg->steps, .power = cfg->lr_power};
+LrSchedule schedule_from_config(const TrainConfig *cfg, int64_t steps_per_epoch) {
+    LrSchedule s = {.base_lr = cfg->lr, .warmup_steps = cfg->warmup_steps, .total_steps = cfg->steps,
+                    .power = cfg->lr_power, .factor = cfg->lr_decay};
+    if (strcmp(cfg->lr_schedule, "step") == 0) {
+        _Static_assert(CONFIG_MAX_LR_EPOCHS <= LR_MAX_MILESTONES, "every configured epoch needs a milestone");
+        double epochs[CONFIG_MAX_LR_EPOCHS];
+        char err[256];
+        int n = config_parse_epochs(cfg->lr_epochs, epochs, CONFIG_MAX_LR_EPOCHS, err, sizeof err);
+        s.kind = LR_STEP;
+        for (int i = 0; i < n; i++) s.milestones[s.n_milestones++] = llround(epochs[i] * (double)steps_per_epoch);
+    }
     return s;
 }
 

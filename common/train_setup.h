@@ -13,8 +13,9 @@
 /* The margin parameters of cfg (loss, s, m1..m3, fallback, gradient mode). */
 Margin margin_from_config(const TrainConfig *cfg);
 
-/* The learning-rate schedule of cfg. */
-LrSchedule schedule_from_config(const TrainConfig *cfg);
+/* The learning-rate schedule of cfg; steps_per_epoch turns lr_epochs into
+ * steps (a milestone at epoch e is step round(e * steps_per_epoch)). */
+LrSchedule schedule_from_config(const TrainConfig *cfg, int64_t steps_per_epoch);
 
 /* The IResNet depth named by cfg->network ("r50" -> 50). */
 int config_depth(const TrainConfig *cfg);

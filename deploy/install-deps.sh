@@ -11,6 +11,7 @@ packages=(
   libopenblas-dev                       # SGEMM
   libturbojpeg0-dev                     # JPEG decoding
   python3                               # test helpers (standard library only)
+  gnuplot-nox                           # deploy/plot-metrics.sh
 )
 
 missing=()

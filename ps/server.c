@@ -48,9 +48,9 @@ void server_init(Server *s, Job *job, const TrainConfig *cfg) {
     s->N = s->W * s->B;
     s->D = cfg->embedding_size;
     s->margin = margin_from_config(cfg);
-    s->schedule = schedule_from_config(cfg);
-
-    int64_t num_classes = job_share_num_classes(job, cfg, 0);
+    JobData data = job_share_data(job, cfg, 0, 0);
+    int64_t num_classes = data.num_classes;
+    s->schedule = schedule_from_config(cfg, data.steps_per_epoch);
     if (num_classes < job->n_servers)
         job_abort(job, "%lld classes cannot be split over %d servers", (long long)num_classes,
                   job->n_servers);

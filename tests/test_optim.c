@@ -1,8 +1,12 @@
 /* test_optim.c -- SGD, gradient clipping and the learning-rate schedule
  * against hand-computed values (PyTorch semantics). */
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
 
+#include "config.h"
 #include "optim.h"
+#include "train_setup.h"
 #include "testutil.h"
 
 static void test_sgd(void) {
@@ -55,9 +59,44 @@ static void test_schedule(void) {
     EXPECT_NEAR(lr_at(&nowarm, 3), 0.05, 1e-7);
 }
 
+static void test_step_schedule(void) {
+    LrSchedule s = {.kind = LR_STEP, .base_lr = 0.1f, .warmup_steps = 4, .total_steps = 100, .factor = 0.1f,
+                    .n_milestones = 3, .milestones = {10, 18, 22}};
+    EXPECT_NEAR(lr_at(&s, 2), 0.05, 1e-7); /* warmup */
+    EXPECT_NEAR(lr_at(&s, 9), 0.1, 1e-7);
+    EXPECT_NEAR(lr_at(&s, 10), 0.01, 1e-8);
+    EXPECT_NEAR(lr_at(&s, 18), 0.001, 1e-9);
+    EXPECT_NEAR(lr_at(&s, 99), 0.0001, 1e-10);
+}
+
+/* lr_epochs in a config become milestones in steps; bad lists name the key. */
+static void test_schedule_from_config(void) {
+    TrainConfig c;
+    char err[256];
+    config_defaults(&c);
+    EXPECT(config_set(&c, "lr_schedule", "step", err, sizeof err) == 0, "%s", err);
+    EXPECT(config_set(&c, "lr_epochs", "1,2.5", err, sizeof err) == 0, "%s", err);
+    EXPECT(config_finalize(&c, err, sizeof err) == 0, "%s", err);
+    LrSchedule s = schedule_from_config(&c, 10);
+    EXPECT(s.kind == LR_STEP && s.n_milestones == 2 && s.milestones[0] == 10 && s.milestones[1] == 25,
+           "milestones %d: %lld %lld", s.n_milestones, (long long)s.milestones[0], (long long)s.milestones[1]);
+    const char *bad[] = {"2,1", "1,,2", "x", "0", "1,2,"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        TrainConfig t = c;
+        snprintf(t.lr_epochs, sizeof t.lr_epochs, "%s", bad[i]);
+        EXPECT(config_finalize(&t, err, sizeof err) != 0 && strstr(err, "lr_epochs"), "'%s' accepted (%s)", bad[i], err);
+    }
+    TrainConfig poly;
+    config_defaults(&poly);
+    EXPECT(config_set(&poly, "lr_epochs", "3", err, sizeof err) == 0, "%s", err);
+    EXPECT(config_finalize(&poly, err, sizeof err) != 0 && strstr(err, "lr_epochs"), "lr_epochs with poly accepted");
+}
+
 int main(void) {
     test_sgd();
     test_clip();
     test_schedule();
+    test_step_schedule();
+    test_schedule_from_config();
     return test_finish("test_optim");
 }

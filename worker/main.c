@@ -72,7 +72,8 @@ static void setup(Worker *wk, int argc, char **argv) {
 
     if (dataset_open(&wk->dataset, cfg, err, sizeof err) != 0) job_abort(job, "training set: %s", err);
     if (job->role_rank == 0) log_info("training set: %s", dataset_describe(wk->dataset));
-    int64_t num_classes = job_share_num_classes(job, cfg, dataset_classes(wk->dataset));
+    JobData data = job_share_data(job, cfg, dataset_classes(wk->dataset), dataset_size(wk->dataset));
+    int64_t num_classes = data.num_classes;
     char (*endpoints)[JOB_ENDPOINT_LEN] = xcalloc_aligned((size_t)job->n_servers, JOB_ENDPOINT_LEN);
     job_exchange_endpoints(job, NULL, endpoints);
     ps_client_init(&wk->client, job, cfg, endpoints, num_classes);
@@ -83,7 +84,7 @@ static void setup(Worker *wk, int argc, char **argv) {
         job_abort(job, "data: %s", err);
     if (evaluator_init(&wk->eval, job, cfg, err, sizeof err) != 0)
         job_abort(job, "verification: %s", err);
-    wk->schedule = schedule_from_config(cfg);
+    wk->schedule = schedule_from_config(cfg, data.steps_per_epoch);
     size_t B = (size_t)cfg->batch_size;
     wk->dembedding = xcalloc_aligned(B * (size_t)cfg->embedding_size, sizeof(float));
     wk->loss = xcalloc_aligned(B, sizeof(float));
@@ -148,7 +149,9 @@ static void train(Worker *wk) {
         loss_window += loss;
         window_steps++;
         if (wk->metrics) {
-            fprintf(wk->metrics, "{\"step\": %lld, \"loss\": %.9g, \"lr\": %.9g}\n", (long long)(step + 1), loss, lr);
+            fprintf(wk->metrics, "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"images_per_s\": %.2f}\n",
+                    (long long)(step + 1), (long long)loader_epoch_of(wk->loader, step), loss, lr,
+                    (double)global_batch / (t6 - t0));
             fflush(wk->metrics);
         }
         int64_t done = step + 1;
