@@ -54,6 +54,7 @@ int classifier_create(ClassifierShard *c, int64_t start, int64_t rows, int dim, 
     c->wnorm = xcalloc_aligned((size_t)rows, sizeof(float));
     c->xn = xcalloc_aligned(nd, sizeof(float));
     c->xnorm = xcalloc_aligned((size_t)max_batch, sizeof(float));
+    c->dxnorm = xcalloc_aligned((size_t)max_batch, sizeof(float));
     c->logits = xcalloc_aligned((size_t)max_batch * (size_t)rows, sizeof(float));
     c->target_dz = xcalloc_aligned((size_t)max_batch, sizeof(float));
     c->dxn = xcalloc_aligned(nd, sizeof(float));
@@ -77,6 +78,7 @@ void classifier_destroy(ClassifierShard *c) {
     free(c->wnorm);
     free(c->xn);
     free(c->xnorm);
+    free(c->dxnorm);
     free(c->logits);
     free(c->target_dz);
     free(c->dxn);
@@ -90,22 +92,31 @@ void classifier_forward(ClassifierShard *c, const float *x, const int64_t *label
     CHECK(N >= 0 && N <= c->max_batch, "batch of %d samples, shard capacity %d", N, c->max_batch);
     const int D = c->dim;
     const int64_t R = c->rows;
+    const int raw = m->norm == MARGIN_NORM_NONE;
     c->last_n = N;
+    c->last_norm = m->norm;
     if (N == 0) return;
-    l2norm_forward(c->xn, c->xnorm, x, N, D);
+    /* With raw embeddings (MARGIN_NORM_WEIGHTS) the cosines are still taken
+     * between normalised vectors; the margin layer scales them by the norms. */
+    if (raw)
+        memcpy(c->xn, x, (size_t)N * (size_t)D * sizeof(float));
+    else
+        l2norm_forward(c->xn, c->xnorm, x, N, D);
     if (R > 0) {
-        l2norm_forward(c->wn, c->wnorm, c->weight, R, D);
+        if (!raw) l2norm_forward(c->wn, c->wnorm, c->weight, R, D);
         /* logits (N, R) = xn (N, D) . wn (R, D)^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, (int)R, D, 1.0f, c->xn, D, c->wn,
-                    D, 0.0f, c->logits, (int)R);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, (int)R, D, 1.0f, c->xn, D,
+                    raw ? c->weight : c->wn, D, 0.0f, c->logits, (int)R);
     }
-    margin_forward(c->logits, c->stats, c->target_dz, labels, N, R, c->start, m);
+    margin_forward(c->logits, c->stats, c->target_dz, labels, c->xnorm, N, R, c->start, m);
 }
 
 void classifier_backward(ClassifierShard *c, float *dx, const SoftmaxStats *combined,
                          const int64_t *labels, const Margin *m) {
     const int N = c->last_n, D = c->dim;
     const int64_t R = c->rows;
+    CHECK(m->norm == c->last_norm, "backward with normalisation %d after a forward with %d",
+          (int)m->norm, (int)c->last_norm);
     if (N > 0) memset(dx, 0, (size_t)N * (size_t)D * sizeof(float));
     if (R == 0) return;
     if (N == 0) { /* no samples, no gradient */
@@ -113,7 +124,16 @@ void classifier_backward(ClassifierShard *c, float *dx, const SoftmaxStats *comb
         return;
     }
     /* logits: z -> dcos (N, R) of the mean loss */
-    margin_backward(c->logits, combined, c->target_dz, labels, N, R, c->start, 1.0f / (float)N, m);
+    margin_backward(c->logits, c->dxnorm, combined, c->target_dz, labels, c->xnorm, N, R, c->start,
+                    1.0f / (float)N, m);
+    if (m->norm == MARGIN_NORM_NONE) {
+        /* z = x W^T: dx = dz W, dW = dz^T x, nothing to chain through */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, (int)R, 1.0f, c->logits,
+                    (int)R, c->weight, D, 0.0f, dx, D);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)R, D, N, 1.0f, c->logits, (int)R,
+                    c->xn, D, 0.0f, c->dweight, D);
+        return;
+    }
     /* dxn (N, D) = dcos (N, R) . wn (R, D) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, (int)R, 1.0f, c->logits, (int)R,
                 c->wn, D, 0.0f, c->dxn, D);
@@ -121,6 +141,12 @@ void classifier_backward(ClassifierShard *c, float *dx, const SoftmaxStats *comb
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)R, D, N, 1.0f, c->logits, (int)R,
                 c->xn, D, 0.0f, c->dwn, D);
     l2norm_backward(dx, c->dxn, c->xn, c->xnorm, N, D);
+    if (m->norm == MARGIN_NORM_WEIGHTS) /* d||x||/dx = x / ||x|| = xn */
+        for (int i = 0; i < N; i++) {
+            const float g = c->dxnorm[i], *xn = c->xn + (size_t)i * D;
+            float *dxi = dx + (size_t)i * D;
+            for (int d = 0; d < D; d++) dxi[d] += g * xn[d];
+        }
     for (int64_t r = 0; r < R; r += DWEIGHT_BLOCK_ROWS) {
         const int64_t n = R - r < DWEIGHT_BLOCK_ROWS ? R - r : DWEIGHT_BLOCK_ROWS;
         const size_t off = (size_t)r * (size_t)D;

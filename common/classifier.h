@@ -3,7 +3,8 @@
  * of a parameter server.
  *
  * One step for the global batch X (N, D) with labels:
- *   1. classifier_forward: normalise X and the rows, C = Xn Wn^T (one SGEMM),
+ *   1. classifier_forward: normalise X and the rows as the Margin says
+ *      (m->norm: both, rows only, or neither), C = Xn Wn^T (one SGEMM),
  *      margin on owned targets, per-sample local SoftmaxStats.
  *   2. the caller combines the stats over all shards (MPI_Allreduce, or
  *      margin_stats_combine for in-process shards).
@@ -30,13 +31,17 @@ typedef struct {
     float *momentum;     /* (rows, D) */
     float *dweight;      /* (rows, D) gradient of the last backward */
     /* workspaces */
-    float *wn, *wnorm;    /* normalised rows (rows, D), their norms (rows) */
-    float *xn, *xnorm;    /* normalised embeddings (N, D), norms (N) */
+    float *wn, *wnorm;    /* normalised rows (rows, D), their norms (rows); unused for
+                             MARGIN_NORM_NONE */
+    float *xn, *xnorm;    /* embeddings as multiplied (N, D): normalised, or a copy of the
+                             raw ones for MARGIN_NORM_NONE; norms (N) */
+    float *dxnorm;        /* (N) gradient of the norms (MARGIN_NORM_WEIGHTS) */
     float *logits;        /* (N, rows): cos, then z, then dcos */
     float *target_dz;     /* (N) */
     float *dxn, *dwn;     /* (N, D), (rows, D) */
     SoftmaxStats *stats;  /* (N) local stats of the last forward */
     int last_n;           /* N of the last forward */
+    MarginNorm last_norm; /* normalisation of the last forward */
 } ClassifierShard;
 
 /* Allocates the shard and initialises row c (global class id) with
@@ -53,14 +58,17 @@ int classifier_create(ClassifierShard *c, int64_t start, int64_t rows, int dim, 
 void classifier_destroy(ClassifierShard *c);
 
 /* x (N, D) raw embeddings, labels (N) global class ids. Writes the shard's
- * local stats into c->stats (N). N <= max_batch. */
+ * local stats into c->stats (N). N <= max_batch. m should pass margin_check.
+ * With MARGIN_NORM_NONE the SGEMM reads c->weight itself (no copy), so the
+ * weights must not change before the matching classifier_backward. */
 void classifier_forward(ClassifierShard *c, const float *x, const int64_t *labels, int N,
                         const Margin *m);
 
 /* combined (N): the stats combined over all shards, for the batch of the last
- * classifier_forward. Writes dx (N, D) (overwritten, not accumulated) with this
- * shard's part of d(mean loss)/dx, and c->dweight (overwritten). Overwrites
- * c->logits, so it runs once per forward. */
+ * classifier_forward, and the same m (its norm is CHECKed). Writes dx (N, D)
+ * (overwritten, not accumulated) with this shard's part of d(mean loss)/dx,
+ * including the norm's derivative when the embeddings are raw, and c->dweight
+ * (overwritten). Overwrites c->logits, so it runs once per forward. */
 void classifier_backward(ClassifierShard *c, float *dx, const SoftmaxStats *combined,
                          const int64_t *labels, const Margin *m);
 

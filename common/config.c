@@ -89,17 +89,30 @@ static const ConfigKey KEYS[] = {
     K_INT(bn_group, "0", 0, 65536, 0,
           "samples per BatchNorm statistics group, must divide batch_size; 0 = batch_size"),
     /* loss */
-    K_ENUM(loss, "arcface", "arcface|cosface|softmax|combined",
-           "target logit s*(cos(m1*theta + m2) - m3); combined allows any m1, m2, m3"),
+    K_ENUM(loss, "arcface", "arcface|cosface|softmax|combined|sphereface",
+           "target logit s*(cos(m1*theta + m2) - m3); combined allows any m1, m2, m3; "
+           "sphereface = A-Softmax psi(theta) with integer m = m1 (1..5) and lambda annealing"),
     K_FLOAT(s, "64", 1, CLOSED, 1024, CLOSED, "logit scale"),
     K_MARGIN(m1, 1, 8, "multiplicative angular margin; auto = from loss (1)"),
     K_MARGIN(m2, 0, 3.14159265358979, "additive angular margin in radians; auto = from loss "
                                       "(arcface 0.5, combined 0.3, else 0)"),
     K_MARGIN(m3, 0, 1, "additive cosine margin; auto = from loss (cosface 0.4, combined 0.2, "
                        "else 0)"),
-    K_ENUM(margin_fallback, "thmm", "thmm|easy|none",
+    K_ENUM(margin_fallback, "auto", "auto|thmm|easy|none",
            "when theta + m2 > pi: thmm = insightface's th/mm linear fallback (needs m1 = 1), "
-           "easy = easy_margin (margin only where cos > 0), none = raw formula"),
+           "easy = easy_margin (margin only where cos > 0), none = raw formula; "
+           "auto = none for sphereface, thmm otherwise"),
+    K_INT(normalize_embeddings, "1", 0, 1, 0,
+          "1: logits from L2-normalised embeddings times s; 0: times the embedding's norm "
+          "(original SphereFace, s unused)"),
+    K_INT(normalize_weights, "1", 0, 1, 0,
+          "1: classifier rows L2-normalised; 0: plain x.w logits (needs loss = softmax and "
+          "normalize_embeddings = 0)"),
+    K_DOUBLE(sphereface_lambda_base, "1000", 0, CLOSED, 1e9, CLOSED,
+             "A-Softmax: lambda = max(lambda_min, base * (1 + gamma * iter)^-power)"),
+    K_DOUBLE(sphereface_lambda_gamma, "0.12", 0, CLOSED, 1e6, CLOSED, "A-Softmax lambda gamma"),
+    K_DOUBLE(sphereface_lambda_power, "1", 0, CLOSED, 100, CLOSED, "A-Softmax lambda power"),
+    K_DOUBLE(sphereface_lambda_min, "5", 0, CLOSED, 1e9, CLOSED, "A-Softmax lambda floor"),
     K_ENUM(margin_grad, "exact", "exact|straight",
            "gradient through the margin: exact = d/dcos of the margin function (MXNet, "
            "insightface before 2022), straight = straight-through (insightface 2022+)"),
@@ -512,6 +525,7 @@ static const struct {
     {"cosface", 1.0f, 0.0f, 0.4f},
     {"softmax", 1.0f, 0.0f, 0.0f},
     {"combined", 1.0f, 0.3f, 0.2f},
+    {"sphereface", 4.0f, 0.0f, 0.0f},
 };
 
 int config_parse_epochs(const char *list, double *epochs, int max, char *err, size_t errlen) {
@@ -557,10 +571,17 @@ int config_finalize(TrainConfig *c, char *err, size_t errlen) {
     if (isnan(t.m3)) t.m3 = LOSS_MARGINS[li].m3;
     /* A margin foreign to the chosen loss is most likely a mistake (a cosface
      * margin of 0.35 typed into m2); mixing margins is what "combined" is for. */
+    int sphereface = strcmp(t.loss, "sphereface") == 0;
+    if (sphereface && (t.m1 != floorf(t.m1) || t.m1 < 1 || t.m1 > 5)) {
+        set_err(err, errlen, "key 'm1': sphereface needs an integer margin m1 in 1..5, got %g", t.m1);
+        return -1;
+    }
+    if (strcmp(t.margin_fallback, "auto") == 0)
+        snprintf(t.margin_fallback, sizeof t.margin_fallback, "%s", sphereface ? "none" : "thmm");
     if (strcmp(t.loss, "combined") != 0) {
         const char *bad = NULL;
         float v = 0;
-        if (t.m1 != 1.0f) bad = "m1", v = t.m1;
+        if (!sphereface && t.m1 != 1.0f) bad = "m1", v = t.m1;
         else if (strcmp(t.loss, "arcface") != 0 && t.m2 != 0.0f) bad = "m2", v = t.m2;
         else if (strcmp(t.loss, "cosface") != 0 && t.m3 != 0.0f) bad = "m3", v = t.m3;
         if (bad) {
@@ -573,6 +594,15 @@ int config_finalize(TrainConfig *c, char *err, size_t errlen) {
     if (strcmp(t.margin_fallback, "thmm") == 0 && t.m1 != 1.0f) {
         set_err(err, errlen, "key 'margin_fallback': thmm needs m1 = 1, but m1 = %g; use easy or "
                 "none", t.m1);
+        return -1;
+    }
+    if (sphereface && strcmp(t.margin_fallback, "none") != 0) {
+        set_err(err, errlen, "key 'margin_fallback': sphereface's psi needs no fallback (use none or auto)");
+        return -1;
+    }
+    if (!t.normalize_weights && (t.normalize_embeddings || strcmp(t.loss, "softmax") != 0)) {
+        set_err(err, errlen, "key 'normalize_weights': raw classifier rows give plain x.w logits, which need "
+                "loss = softmax and normalize_embeddings = 0");
         return -1;
     }
     if (t.bn_group == 0) t.bn_group = t.batch_size;

@@ -36,10 +36,12 @@ typedef struct {
     int batch_size;           /* per worker */
     int bn_group;             /* samples per BatchNorm statistics group; 0 = batch_size */
     /* loss */
-    char loss[CONFIG_STR];    /* arcface | cosface | softmax | combined */
+    char loss[CONFIG_STR];    /* arcface | cosface | softmax | combined | sphereface */
     float s;                  /* scale */
     float m1, m2, m3;         /* NaN until finalised from the loss' defaults */
-    char margin_fallback[CONFIG_STR]; /* thmm | easy | none */
+    char margin_fallback[CONFIG_STR]; /* thmm | easy | none (auto until finalised) */
+    int normalize_embeddings, normalize_weights;
+    double sphereface_lambda_base, sphereface_lambda_gamma, sphereface_lambda_power, sphereface_lambda_min;
     char margin_grad[CONFIG_STR];     /* exact | straight */
     /* optimiser and schedule */
     float lr, momentum, weight_decay;

@@ -8,13 +8,26 @@
 
 #include "log.h"
 
-Margin margin_from_config(const TrainConfig *cfg) {
+int margin_from_config(const TrainConfig *cfg, Margin *out, char *err, size_t errlen) {
     Margin m = {.s = cfg->s, .m1 = cfg->m1, .m2 = cfg->m2, .m3 = cfg->m3};
     m.fallback = strcmp(cfg->margin_fallback, "thmm") == 0   ? MARGIN_FALLBACK_THMM
                  : strcmp(cfg->margin_fallback, "easy") == 0 ? MARGIN_FALLBACK_EASY
                                                              : MARGIN_FALLBACK_NONE;
     m.grad = strcmp(cfg->margin_grad, "straight") == 0 ? MARGIN_GRAD_STRAIGHT : MARGIN_GRAD_EXACT;
-    return m;
+    m.kind = strcmp(cfg->loss, "sphereface") == 0 ? MARGIN_SPHEREFACE : MARGIN_COMBINED;
+    m.norm = cfg->normalize_embeddings ? MARGIN_NORM_BOTH
+             : cfg->normalize_weights  ? MARGIN_NORM_WEIGHTS
+                                       : MARGIN_NORM_NONE;
+    margin_set_step(&m, cfg, 0);
+    if (margin_check(&m, err, errlen) != 0) return -1;
+    *out = m;
+    return 0;
+}
+
+void margin_set_step(Margin *m, const TrainConfig *cfg, int64_t step) {
+    if (m->kind != MARGIN_SPHEREFACE) return;
+    m->lambda = sphereface_lambda(cfg->sphereface_lambda_base, cfg->sphereface_lambda_gamma,
+                                  cfg->sphereface_lambda_power, cfg->sphereface_lambda_min, step + 1);
 }
 
 LrSchedule schedule_from_config(const TrainConfig *cfg, int64_t steps_per_epoch) {

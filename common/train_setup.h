@@ -10,8 +10,14 @@
 #include "margin.h"
 #include "optim.h"
 
-/* The margin parameters of cfg (loss, s, m1..m3, fallback, gradient mode). */
-Margin margin_from_config(const TrainConfig *cfg);
+/* The margin parameters of a finalised cfg (loss, s, m1..m3, fallback,
+ * gradient mode, normalisation); lambda stays 0 (SphereFace's is set per
+ * step by margin_set_step). Returns 0, or -1 with margin_check's reason. */
+int margin_from_config(const TrainConfig *cfg, Margin *m, char *err, size_t errlen);
+
+/* Updates the step-dependent part of m: SphereFace's annealed lambda, with the
+ * original's iteration count (step + 1). */
+void margin_set_step(Margin *m, const TrainConfig *cfg, int64_t step);
 
 /* The learning-rate schedule of cfg; steps_per_epoch turns lr_epochs into
  * steps (a milestone at epoch e is step round(e * steps_per_epoch)). */

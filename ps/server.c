@@ -47,7 +47,8 @@ void server_init(Server *s, Job *job, const TrainConfig *cfg) {
     s->B = cfg->batch_size;
     s->N = s->W * s->B;
     s->D = cfg->embedding_size;
-    s->margin = margin_from_config(cfg);
+    char err[512];
+    if (margin_from_config(cfg, &s->margin, err, sizeof err) != 0) job_abort(job, "loss: %s", err);
     JobData data = job_share_data(job, cfg, 0, 0);
     int64_t num_classes = data.num_classes;
     s->schedule = schedule_from_config(cfg, data.steps_per_epoch);
@@ -56,7 +57,6 @@ void server_init(Server *s, Job *job, const TrainConfig *cfg) {
                   job->n_servers);
     int64_t start, rows;
     shard_range(num_classes, job->role_rank, job->n_servers, &start, &rows);
-    char err[512];
     if (classifier_create(&s->shard, start, rows, s->D, s->N, cfg->seed, err, sizeof err) != 0)
         job_abort(job, "classifier: %s", err);
 
@@ -222,6 +222,7 @@ void server_run(Server *s) {
     char what[128];
     for (int64_t step = 0; step < s->cfg->steps; step++) {
         gather_step(s, step);
+        margin_set_step(&s->margin, s->cfg, step);
         classifier_forward(&s->shard, s->x, s->labels, s->N, &s->margin);
         memcpy(s->combined, s->shard.stats, (size_t)s->N * sizeof(SoftmaxStats));
         if (s->job->n_servers > 1) {

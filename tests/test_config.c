@@ -78,7 +78,7 @@ static void test_defaults(void) {
            "data defaults");
     EXPECT(c.batch_size == 128 && c.bn_group == 0, "batch defaults");
     EXPECT(strcmp(c.loss, "arcface") == 0 && c.s == 64 && isnan(c.m1) && isnan(c.m2) &&
-               isnan(c.m3) && strcmp(c.margin_fallback, "thmm") == 0 &&
+               isnan(c.m3) && strcmp(c.margin_fallback, "auto") == 0 &&
                strcmp(c.margin_grad, "exact") == 0,
            "loss defaults");
     EXPECT(c.lr == 0.1f && c.momentum == 0.9f && c.weight_decay == 5e-4f && c.grad_clip == 5 &&
@@ -226,9 +226,9 @@ static void test_set_errors(void) {
     expect_set_fails("steps", "-5", "out of range");
     /* enums and strings */
     expect_set_fails("network", "r51", "'r51' is not one of r18|r34|r50|r100");
-    expect_set_fails("loss", "arcfce", "is not one of arcface|cosface|softmax|combined");
+    expect_set_fails("loss", "arcfce", "is not one of arcface|cosface|softmax|combined|sphereface");
     expect_set_fails("loss", "", "is not one of");
-    expect_set_fails("margin_fallback", "THMM", "is not one of thmm|easy|none");
+    expect_set_fails("margin_fallback", "THMM", "is not one of auto|thmm|easy|none");
     expect_set_fails("margin_grad", "exact ", "is not one of");
     expect_set_fails("output_dir", long_value, "399 characters, the limit is 255");
     expect_set_fails("output_dir", "/tmp/a#b", "'#'");
@@ -418,7 +418,7 @@ static void test_help(void) {
         EXPECT(strstr(help, want), "help lacks key %s", key);
         keys++;
     }
-    EXPECT(keys == 43, "config_print wrote %d keys", keys);
+    EXPECT(keys == 49, "config_print wrote %d keys", keys);
     EXPECT(strstr(help, "  width (int, default 64): [8, 512], a multiple of 8"), "help for width");
     EXPECT(strstr(help, "  dropout (float, default 0): [0, 1)"), "help for dropout");
     EXPECT(strstr(help, "  loss (enum, default arcface): arcface|cosface|softmax|combined"),

@@ -1,6 +1,8 @@
 /* test_margin.c -- margins, sharded softmax and the classifier shard against a
  * double-precision reference: finite-difference gradients through the whole
- * classifier, sharding invariance, hand-computed margin values, SGD, init. */
+ * classifier (combined margins, SphereFace, raw embeddings, raw weights),
+ * sharding invariance, hand-computed margin, psi and lambda values,
+ * margin_check, SGD, init. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,20 +17,42 @@
 #define MAXC 128
 #define MAXD 64
 
-#define ARC(s_, fb_, gr_) ((Margin){(s_), 1.0f, 0.5f, 0.0f, (fb_), (gr_)})
+/* The combined margin on normalised cosines (the fields every test had before
+ * SphereFace and the normalisation options were added). */
+#define CM(s_, m1_, m2_, m3_, fb_, gr_) \
+    ((Margin){.s = (s_), .m1 = (m1_), .m2 = (m2_), .m3 = (m3_), .fallback = (fb_), .grad = (gr_)})
+#define ARC(s_, fb_, gr_) CM((s_), 1.0f, 0.5f, 0.0f, (fb_), (gr_))
 
 /* ---- double-precision reference: the whole loss, written independently ---- */
 
-/* Target logit in double. For m1 = 1 it uses ArcMarginProduct's expansion
- * cos(theta + m2) = c cos m2 - sin(theta) sin m2 rather than acos. */
-static double ref_target(const Margin *m, double c) {
-    const double s = m->s, m1 = m->m1, m2 = m->m2, m3 = m->m3;
+/* SphereFace's psi from the angle, independently of margin.c's Chebyshev
+ * polynomials and thresholds: theta = acos(c), k = floor(m theta / pi). */
+static double ref_psi(int m, double c) {
+    const double th = acos(fmin(1.0, fmax(-1.0, c)));
+    int k = (int)floor(m * th / M_PI);
+    if (k > m - 1) k = m - 1; /* theta = pi */
+    return (k % 2 ? -1.0 : 1.0) * cos(m * th) - 2.0 * k;
+}
+
+static int ref_psi_k(int m, double c) {
+    const int k = (int)floor(m * acos(fmin(1.0, fmax(-1.0, c))) / M_PI);
+    return k > m - 1 ? m - 1 : k;
+}
+
+/* Target function per unit scale in double. For m1 = 1 the combined margin
+ * uses ArcMarginProduct's expansion cos(theta + m2) = c cos m2 - sin(theta) sin m2
+ * rather than acos. With MARGIN_NORM_NONE c is a raw logit and passes. */
+static double ref_unit(const Margin *m, double c) {
+    const double m1 = m->m1, m2 = m->m2, m3 = m->m3;
+    if (m->norm == MARGIN_NORM_NONE) return c;
     c = fmin(1.0, fmax(-1.0, c));
-    if (m->fallback == MARGIN_FALLBACK_EASY && c <= 0) return s * (c - m3);
+    if (m->kind == MARGIN_SPHEREFACE)
+        return (m->lambda * c + ref_psi((int)m1, c)) / (1.0 + m->lambda);
+    if (m->fallback == MARGIN_FALLBACK_EASY && c <= 0) return c - m3;
     if (m->fallback == MARGIN_FALLBACK_THMM && c <= cos(M_PI - m2))
-        return s * (c - sin(M_PI - m2) * m2 - m3);
-    if (m1 == 1.0) return s * (c * cos(m2) - sqrt(1.0 - c * c) * sin(m2) - m3);
-    return s * (cos(m1 * acos(c) + m2) - m3);
+        return c - sin(M_PI - m2) * m2 - m3;
+    if (m1 == 1.0) return c * cos(m2) - sqrt(1.0 - c * c) * sin(m2) - m3;
+    return cos(m1 * acos(c) + m2) - m3;
 }
 
 typedef struct {
@@ -37,7 +61,8 @@ typedef struct {
     const int64_t *labels;
 } RefProblem;
 
-static void ref_cosines(const RefProblem *p, int i, double *cosv /* (C) */) {
+/* cosv (C) = cos(x_i, w_c); raw (C) = x_i . w_c and *xnorm = ||x_i|| when not NULL. */
+static void ref_row(const RefProblem *p, int i, double *cosv, double *raw, double *xnorm) {
     const int D = p->D;
     double nx = 0;
     for (int d = 0; d < D; d++) nx += p->x[i * D + d] * p->x[i * D + d];
@@ -49,21 +74,33 @@ static void ref_cosines(const RefProblem *p, int i, double *cosv /* (C) */) {
             dot += p->x[i * D + d] * p->w[c * D + d];
         }
         cosv[c] = dot / (nx * sqrt(nw));
+        if (raw) raw[c] = dot;
     }
+    if (xnorm) *xnorm = nx;
 }
 
-/* Mean loss; per-sample losses into loss_i when not NULL. With frozen (N) not
- * NULL the target logit is s * cos + frozen[i]: the straight-through surrogate,
- * whose gradient is the STRAIGHT mode's. */
+static void ref_cosines(const RefProblem *p, int i, double *cosv /* (C) */) {
+    ref_row(p, i, cosv, NULL, NULL);
+}
+
+/* Mean loss; per-sample losses into loss_i when not NULL. Logits are k * cos
+ * with k = s, ||x|| (MARGIN_NORM_WEIGHTS), or x . w (MARGIN_NORM_NONE); the
+ * target's is k * f(cos). With frozen (N) not NULL the target logit is
+ * k * (cos + frozen[i]): the straight-through surrogate, whose gradient is the
+ * STRAIGHT mode's. */
 static double ref_loss(const RefProblem *p, const Margin *m, const double *frozen, double *loss_i) {
-    double total = 0, cosv[MAXC], z[MAXC];
+    double total = 0, cosv[MAXC], raw[MAXC], z[MAXC], nx;
     for (int i = 0; i < p->N; i++) {
-        ref_cosines(p, i, cosv);
+        ref_row(p, i, cosv, raw, &nx);
         const int64_t y = p->labels[i];
+        const double k = m->norm == MARGIN_NORM_BOTH      ? m->s
+                         : m->norm == MARGIN_NORM_WEIGHTS ? nx
+                                                          : 1;
         double mx = -INFINITY;
         for (int c = 0; c < p->C; c++) {
-            z[c] = m->s * cosv[c];
-            if (c == y) z[c] = frozen ? m->s * cosv[c] + frozen[i] : ref_target(m, cosv[c]);
+            const double u = m->norm == MARGIN_NORM_NONE ? raw[c] : cosv[c];
+            z[c] = k * u;
+            if (c == y) z[c] = k * (frozen ? u + frozen[i] : ref_unit(m, u));
             mx = fmax(mx, z[c]);
         }
         double sum = 0;
@@ -124,17 +161,21 @@ static void run_single(ClassifierShard *sh, float *loss, float *dx, const float 
 /* Compares the shard's d(mean loss)/dx and /dweight with central differences
  * of the double reference; returns the worst relative error (floor: 1e-3 of
  * the largest gradient). STRAIGHT mode is checked against the surrogate loss
- * whose target logit is s * cos + (margin offset frozen at the base point). */
-static double grad_check(const char *name, Margin m, const double *targets, int N, int D, int C,
-                         double tol) {
+ * whose target logit is k * (cos + the margin offset frozen at the base point),
+ * k = s or the embedding norm. xscale and wscale multiply the embeddings and the
+ * rows as made (cosines unchanged). */
+static double grad_check_scaled(const char *name, Margin m, const double *targets, int N, int D,
+                                int C, double tol, float xscale, float wscale) {
     ClassifierShard sh;
     char err[256];
     EXPECT(classifier_create(&sh, 0, C, D, N, 7, err, sizeof err) == 0, "%s", err);
+    for (int k = 0; k < C * D; k++) sh.weight[k] *= wscale;
     int64_t labels[64];
     for (int i = 0; i < N; i++) labels[i] = (i * 7 + 3) % C;
     float *x = malloc(sizeof(float) * N * D), *dx = malloc(sizeof(float) * N * D);
     float loss[64];
     make_embeddings(x, sh.weight, labels, targets, N, D, 11);
+    for (int k = 0; k < N * D; k++) x[k] *= xscale;
     run_single(&sh, loss, dx, x, labels, N, &m);
 
     RefProblem p = {N, D, C, malloc(sizeof(double) * N * D), malloc(sizeof(double) * C * D), labels};
@@ -146,7 +187,7 @@ static double grad_check(const char *name, Margin m, const double *targets, int 
         const double c = cosv[labels[i]];
         EXPECT(fabs(c - targets[i]) < 1e-5, "%s: sample %d at cos %.6f, meant %.6f", name, i, c,
                targets[i]);
-        frozen[i] = ref_target(&m, c) - m.s * c;
+        frozen[i] = ref_unit(&m, c) - c;
     }
     const double *fz = m.grad == MARGIN_GRAD_STRAIGHT ? frozen : NULL;
     ref_loss(&p, &m, NULL, ref_li);
@@ -191,6 +232,12 @@ static double grad_check(const char *name, Margin m, const double *targets, int 
     return worst;
 }
 
+/* Weights and embeddings as made: rows of norm ~0.045, embeddings of norm [0.5, 3). */
+static double grad_check(const char *name, Margin m, const double *targets, int N, int D, int C,
+                         double tol) {
+    return grad_check_scaled(name, m, targets, N, D, C, tol, 1.0f, 1.0f);
+}
+
 static void test_gradients(void) {
     enum { N = 8, D = 20, C = 37 };
     const Margin arc_thmm = ARC(16, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT);
@@ -208,17 +255,17 @@ static void test_gradients(void) {
     grad_check("arcface exact none s=16", ARC(16, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT), t_arc,
                N, D, C, 1e-3);
     grad_check("cosface m3=0.4 s=16",
-               (Margin){16, 1, 0, 0.4f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT}, t_arc, N, D, C,
+               CM(16, 1, 0, 0.4f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT), t_arc, N, D, C,
                1e-3);
     grad_check("normalised softmax s=12",
-               (Margin){12, 1, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT}, t_arc, N, D, C, 1e-3);
+               CM(12, 1, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT), t_arc, N, D, C, 1e-3);
     grad_check("combined (1,0.3,0.2) thmm s=16",
-               (Margin){16, 1, 0.3f, 0.2f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT}, t_arc, N, D, C,
+               CM(16, 1, 0.3f, 0.2f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT), t_arc, N, D, C,
                1e-3);
     grad_check("combined (2,0,0) none s=8",
-               (Margin){8, 2, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT}, t_m2, N, D, C, 1e-3);
+               CM(8, 2, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT), t_m2, N, D, C, 1e-3);
     grad_check("combined (2,0.1,0.1) thmm s=8",
-               (Margin){8, 2, 0.1f, 0.1f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT}, t_m2, N, D, C,
+               CM(8, 2, 0.1f, 0.1f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT), t_m2, N, D, C,
                1e-3);
     grad_check("arcface exact thmm s=64", ARC(64, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT), t_arc,
                N, D, C, 2e-3);
@@ -228,7 +275,7 @@ static void test_gradients(void) {
     grad_check("arcface straight none s=16", ARC(16, MARGIN_FALLBACK_NONE, MARGIN_GRAD_STRAIGHT),
                t_arc, N, D, C, 1e-3);
     grad_check("combined (2,0,0) straight s=8",
-               (Margin){8, 2, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_STRAIGHT}, t_m2, N, D, C,
+               CM(8, 2, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_STRAIGHT), t_m2, N, D, C,
                1e-3);
 
     /* The straight-through gradient really differs from the exact one for
@@ -240,8 +287,8 @@ static void test_gradients(void) {
     for (int i = 0; i < N; i++) labels[i] = (i * 7 + 3) % C;
     float x[N * D], dx_e[N * D], dx_s[N * D], loss_e[N], loss_s[N], dw_e[C * D];
     make_embeddings(x, sh.weight, labels, t_arc, N, D, 11);
-    const Margin cos_e = {16, 1, 0, 0.4f, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT};
-    const Margin cos_s = {16, 1, 0, 0.4f, MARGIN_FALLBACK_NONE, MARGIN_GRAD_STRAIGHT};
+    const Margin cos_e = CM(16, 1, 0, 0.4f, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT);
+    const Margin cos_s = CM(16, 1, 0, 0.4f, MARGIN_FALLBACK_NONE, MARGIN_GRAD_STRAIGHT);
     run_single(&sh, loss_e, dx_e, x, labels, N, &cos_e);
     memcpy(dw_e, sh.dweight, sizeof dw_e);
     run_single(&sh, loss_s, dx_s, x, labels, N, &cos_s);
@@ -256,6 +303,87 @@ static void test_gradients(void) {
     classifier_destroy(&sh);
 }
 
+/* Target cosines for SphereFace with m: each interval boundary cos(j pi/m)
+ * approached from both sides (2e-3 away: the finite differences move a cosine
+ * by ~1e-5), the middle of each interval, then fillers; n = 16. Checks that
+ * every k interval holds at least two samples. */
+static void sphere_targets(double *t, int n, int m) {
+    static const double fill[] = {0.97, -0.97, 0.55, -0.45, 0.15, -0.75, 0.35, -0.25,
+                                  0.8,  -0.9,  0.05, 0.65,  -0.55, 0.9, -0.05, 0.25};
+    int q = 0;
+    for (int j = 1; j < m; j++) {
+        t[q++] = cos(j * M_PI / m) + 2e-3;
+        t[q++] = cos(j * M_PI / m) - 2e-3;
+    }
+    for (int k = 0; k < m; k++) t[q++] = cos((k + 0.5) * M_PI / m);
+    for (int f = 0; q < n; f++) t[q++] = fill[f];
+    int count[5] = {0};
+    for (int i = 0; i < n; i++) count[ref_psi_k(m, t[i])]++;
+    for (int k = 0; k < m; k++)
+        EXPECT(count[k] >= 2, "sphereface m=%d: %d samples in interval k=%d", m, count[k], k);
+}
+
+#define SPHERE(s_, m_, lambda_, norm_, gr_)                                                    \
+    ((Margin){.s = (s_), .m1 = (m_), .fallback = MARGIN_FALLBACK_NONE, .grad = (gr_),          \
+              .kind = MARGIN_SPHEREFACE, .norm = (norm_), .lambda = (lambda_)})
+
+/* SphereFace (m = 1..5, lambda 1000, 5, 0), the embedding norm as the scale,
+ * and plain unnormalised softmax: gradients w.r.t. raw x and raw W. */
+static void test_gradients_sphere_and_raw(void) {
+    enum { N = 16, D = 20, C = 37 };
+    const double lambdas[] = {1000, 5, 0};
+    double t[N];
+    char name[64];
+    fprintf(stderr, "sphereface and unnormalised losses vs finite differences:\n");
+    double worst_sphere = 0;
+    for (int m = 1; m <= 5; m++) {
+        sphere_targets(t, N, m);
+        for (int l = 0; l < 3; l++) {
+            /* the original: weights normalised, ||x|| in [1.5, 9) as the scale */
+            snprintf(name, sizeof name, "sphereface m=%d lambda=%g raw x", m, lambdas[l]);
+            const Margin sm = SPHERE(0, (float)m, (float)lambdas[l], MARGIN_NORM_WEIGHTS,
+                                     MARGIN_GRAD_EXACT);
+            worst_sphere = fmax(worst_sphere, grad_check_scaled(name, sm, t, N, D, C, 1e-3, 3, 1));
+        }
+    }
+    fprintf(stderr, "  worst sphereface (raw x, exact): %.1e\n", worst_sphere);
+    sphere_targets(t, N, 4);
+    grad_check("sphereface m=4 lambda=0 s=8", SPHERE(8, 4, 0, MARGIN_NORM_BOTH, MARGIN_GRAD_EXACT),
+               t, N, D, C, 1e-3);
+    grad_check("sphereface m=4 lambda=5 s=8", SPHERE(8, 4, 5, MARGIN_NORM_BOTH, MARGIN_GRAD_EXACT),
+               t, N, D, C, 1e-3);
+    grad_check_scaled("sphereface m=4 l=5 raw x straight",
+                      SPHERE(0, 4, 5, MARGIN_NORM_WEIGHTS, MARGIN_GRAD_STRAIGHT), t, N, D, C, 1e-3,
+                      3, 1);
+    grad_check("sphereface m=4 l=0 s=8 straight",
+               SPHERE(8, 4, 0, MARGIN_NORM_BOTH, MARGIN_GRAD_STRAIGHT), t, N, D, C, 1e-3);
+    sphere_targets(t, N, 5);
+    grad_check("sphereface m=5 lambda=0 s=4", SPHERE(4, 5, 0, MARGIN_NORM_BOTH, MARGIN_GRAD_EXACT),
+               t, N, D, C, 1e-3);
+
+    /* the combined margins and softmax with ||x|| as the scale */
+    const double t_arc[8] = {0.6, -0.95, 0.2, -0.3, 0.995, -0.97, 0.85, -0.6};
+    Margin mw = CM(0, 1, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT);
+    mw.norm = MARGIN_NORM_WEIGHTS;
+    grad_check_scaled("softmax raw x, normalised W", mw, t_arc, 8, D, C, 1e-3, 3, 1);
+    mw = ARC(0, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT);
+    mw.norm = MARGIN_NORM_WEIGHTS;
+    grad_check_scaled("arcface thmm raw x", mw, t_arc, 8, D, C, 1e-3, 3, 1);
+    mw.grad = MARGIN_GRAD_STRAIGHT;
+    grad_check_scaled("arcface thmm raw x straight", mw, t_arc, 8, D, C, 1e-3, 3, 1);
+    mw = CM(0, 1, 0, 0.35f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT);
+    mw.norm = MARGIN_NORM_WEIGHTS;
+    grad_check_scaled("cosface raw x", mw, t_arc, 8, D, C, 1e-3, 3, 1);
+
+    /* plain softmax z = x . w: rows scaled to norm ~1.3 so the logits are O(1..10) */
+    Margin mn = CM(0, 1, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT);
+    mn.norm = MARGIN_NORM_NONE;
+    grad_check_scaled("softmax raw x, raw W", mn, t_arc, 8, D, C, 1e-3, 1, 30);
+    grad_check_scaled("softmax raw x, raw W, large", mn, t_arc, 8, D, C, 1e-3, 3, 30);
+    sphere_targets(t, N, 3);
+    grad_check_scaled("softmax raw x, raw W, N=16", mn, t, N, D, C, 1e-3, 2, 30);
+}
+
 /* ---- (3), (6): sharding invariance ---- */
 
 typedef struct {
@@ -263,13 +391,14 @@ typedef struct {
     int64_t rows[5];
 } Split;
 
-static void test_sharding(void) {
+/* One margin: P = 1, 2, 3, 5 shards give the same loss, dx, dweight and SGD
+ * step. wscale multiplies the rows as made (for raw weights). */
+static void test_sharding_margin(const char *name, const Margin m, float wscale) {
     enum { N = 8, D = 20, C = 70 };
     /* Labels avoid [20, 36), which P = 5 gives to one shard; P = 5 also has an
      * empty shard. 70 rows make two blocks of the dweight pass. */
     const int64_t labels[N] = {0, 5, 19, 40, 69, 52, 36, 3};
     const Split splits[] = {{1, {70}}, {2, {35, 35}}, {3, {30, 25, 15}}, {5, {20, 0, 16, 33, 1}}};
-    const Margin m = ARC(32, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT);
     float x[N * D];
     test_fill_uniform(x, N * D, -1, 1, 5);
     float ref_loss_v[N], ref_dx[N * D], ref_w0[C * D], ref_dw[C * D], ref_w1[C * D];
@@ -279,7 +408,7 @@ static void test_sharding(void) {
         char err[256];
         EXPECT(classifier_create(&sh, 0, C, D, N, 42, err, sizeof err) == 0, "%s", err);
         for (int d = 0; d < D; d++)
-            x[1 * D + d] = -30.0f * sh.weight[labels[1] * D + d] + 0.05f * x[1 * D + d];
+            x[1 * D + d] = -30.0f * wscale * sh.weight[labels[1] * D + d] + 0.05f * x[1 * D + d];
         classifier_destroy(&sh);
     }
     for (size_t si = 0; si < sizeof splits / sizeof *splits; si++) {
@@ -292,6 +421,7 @@ static void test_sharding(void) {
         for (int p = 0; p < sp->P; p++) {
             EXPECT(classifier_create(&sh[p], start, sp->rows[p], D, N, 42, err, sizeof err) == 0,
                    "%s", err);
+            for (int64_t k = 0; k < sp->rows[p] * D; k++) sh[p].weight[k] *= wscale;
             memcpy(w0 + start * D, sh[p].weight, sizeof(float) * sp->rows[p] * D);
             start += sp->rows[p];
             classifier_forward(&sh[p], x, labels, N, &m);
@@ -315,7 +445,7 @@ static void test_sharding(void) {
         }
         int finite = 1;
         for (int i = 0; i < N; i++) finite &= isfinite(loss[i]) && isfinite(loss_rev[i]);
-        EXPECT(finite, "P=%d: non-finite loss", sp->P);
+        EXPECT(finite, "%s P=%d: non-finite loss", name, sp->P);
         if (sp->P == 1) {
             memcpy(ref_loss_v, loss, sizeof loss);
             memcpy(ref_dx, dx, sizeof dx);
@@ -323,21 +453,33 @@ static void test_sharding(void) {
             memcpy(ref_dw, dw, sizeof dw);
             memcpy(ref_w1, w1, sizeof w1);
         } else {
-            EXPECT(memcmp(w0, ref_w0, sizeof w0) == 0, "P=%d: initial weights depend on the split",
-                   sp->P);
-            EXPECT(rel_to_max(loss, ref_loss_v, N) < 1e-5, "P=%d: loss differs by %.3g", sp->P,
-                   rel_to_max(loss, ref_loss_v, N));
-            EXPECT(rel_to_max(dx, ref_dx, N * D) < 1e-5, "P=%d: summed dx differs by %.3g", sp->P,
-                   rel_to_max(dx, ref_dx, N * D));
-            EXPECT(rel_to_max(dw, ref_dw, C * D) < 1e-5, "P=%d: dweight differs by %.3g", sp->P,
-                   rel_to_max(dw, ref_dw, C * D));
-            EXPECT(rel_to_max(w1, ref_w1, C * D) < 1e-5, "P=%d: weights after SGD differ by %.3g",
-                   sp->P, rel_to_max(w1, ref_w1, C * D));
+            EXPECT(memcmp(w0, ref_w0, sizeof w0) == 0,
+                   "%s P=%d: initial weights depend on the split", name, sp->P);
+            EXPECT(rel_to_max(loss, ref_loss_v, N) < 1e-5, "%s P=%d: loss differs by %.3g", name,
+                   sp->P, rel_to_max(loss, ref_loss_v, N));
+            EXPECT(rel_to_max(dx, ref_dx, N * D) < 1e-5, "%s P=%d: summed dx differs by %.3g",
+                   name, sp->P, rel_to_max(dx, ref_dx, N * D));
+            EXPECT(rel_to_max(dw, ref_dw, C * D) < 1e-5, "%s P=%d: dweight differs by %.3g", name,
+                   sp->P, rel_to_max(dw, ref_dw, C * D));
+            EXPECT(rel_to_max(w1, ref_w1, C * D) < 1e-5,
+                   "%s P=%d: weights after SGD differ by %.3g", name, sp->P,
+                   rel_to_max(w1, ref_w1, C * D));
         }
-        EXPECT(rel_to_max(loss_rev, loss, N) < 1e-6, "P=%d: combine order changes the loss by %.3g",
-               sp->P, rel_to_max(loss_rev, loss, N));
+        EXPECT(rel_to_max(loss_rev, loss, N) < 1e-6,
+               "%s P=%d: combine order changes the loss by %.3g", name, sp->P,
+               rel_to_max(loss_rev, loss, N));
         for (int p = 0; p < sp->P; p++) classifier_destroy(&sh[p]);
     }
+}
+
+static void test_sharding(void) {
+    test_sharding_margin("arcface", ARC(32, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT), 1);
+    /* the original A-Softmax: raw embeddings, m = 4 (sample 1 at cos ~ -1, k = 3) */
+    test_sharding_margin("sphereface",
+                         SPHERE(0, 4, 5, MARGIN_NORM_WEIGHTS, MARGIN_GRAD_EXACT), 1);
+    Margin raw = CM(0, 1, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT);
+    raw.norm = MARGIN_NORM_NONE;
+    test_sharding_margin("unnormalised softmax", raw, 30);
 
     /* An empty shard's stats are neutral, also as the first operand. */
     SoftmaxStats empty = {-INFINITY, 0, 0}, a = {3.5f, 2.25f, 1.5f}, t;
@@ -379,10 +521,10 @@ static void test_target_logit(void) {
      * dz/dcos = 64 sin(88.648 deg) / sin(60 deg) = 64 * 0.999722 / 0.866025. */
     expect_logit(&arc, 0.5f, 1.5101814586, 73.880257642, "arcface 60 deg");
     /* cosface: 64 (0.5 - 0.35) */
-    expect_logit(&(Margin){64, 1, 0, 0.35f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT}, 0.5f, 9.6,
+    expect_logit(&CM(64, 1, 0, 0.35f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT), 0.5f, 9.6,
                  64, "cosface");
     /* combined (1, 0.3, 0.2): 64 (cos(60 deg + 17.189 deg) - 0.2) */
-    expect_logit(&(Margin){64, 1, 0.3f, 0.2f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT}, 0.5f,
+    expect_logit(&CM(64, 1, 0.3f, 0.2f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT), 0.5f,
                  1.3913752488, 72.061130240, "combined");
     /* th = cos(pi - 0.5) = -0.87758, mm = sin(0.5) 0.5 = 0.23971: 64 (-0.95 - mm) */
     expect_logit(&arc, -0.95f, -76.141617235, 64, "thmm fallback");
@@ -393,7 +535,7 @@ static void test_target_logit(void) {
     expect_logit(&ARC(64, MARGIN_FALLBACK_EASY, MARGIN_GRAD_EXACT), 0.3f, -12.420354999,
                  65.814714792, "easy, cos>0");
     /* m1 = 2 at 60 deg: 64 cos(120 deg) = -32; 64 * 2 sin(120) / sin(60) = 128 */
-    expect_logit(&(Margin){64, 2, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT}, 0.5f, -32, 128,
+    expect_logit(&CM(64, 2, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT), 0.5f, -32, 128,
                  "m1=2");
     /* cosines outside [-1, 1] are clamped */
     float dz;
@@ -404,7 +546,7 @@ static void test_target_logit(void) {
     expect_logit(&ARC(64, MARGIN_FALLBACK_THMM, MARGIN_GRAD_STRAIGHT), 0.5f, 1.5101814586, 64,
                  "straight");
     /* no margin: exactly s * cos and exactly s, at the ends too */
-    const Margin plain = {30, 1, 0, 0, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT};
+    const Margin plain = CM(30, 1, 0, 0, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT);
     const float cs[] = {-1.0f, -0.3f, 0.0f, 0.7f, 1.0f};
     for (int k = 0; k < 5; k++) {
         const float z = margin_target_logit(&plain, cs[k], &dz);
@@ -417,9 +559,9 @@ static void test_target_logit(void) {
         ARC(64, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT),
         ARC(64, MARGIN_FALLBACK_EASY, MARGIN_GRAD_EXACT),
         ARC(64, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT),
-        {64, 1, 0.3f, 0.2f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT},
-        {64, 2, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT},
-        {64, 2, 0.1f, 0.1f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT},
+        CM(64, 1, 0.3f, 0.2f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT),
+        CM(64, 2, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT),
+        CM(64, 2, 0.1f, 0.1f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT),
     };
     double worst = 0;
     for (size_t k = 0; k < sizeof smooth / sizeof *smooth; k++) {
@@ -440,7 +582,7 @@ static void test_target_logit(void) {
     /* THMM: z is increasing in cos over [-1, 1], and at th the margin branch
      * lies s (mm - th - 1) above the fallback, ArcMarginProduct's step (7.507
      * for s = 64, m = 0.5; it is not continuous). */
-    const Margin thmm[] = {arc, {64, 1, 0.3f, 0.2f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT}};
+    const Margin thmm[] = {arc, CM(64, 1, 0.3f, 0.2f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT)};
     for (int k = 0; k < 2; k++) {
         const Margin *m = &thmm[k];
         int mono = 1;
@@ -460,15 +602,209 @@ static void test_target_logit(void) {
     EXPECT_NEAR(64 * (-1 - (th5 - mm5)), 7.5069011963, 1e-8);
 }
 
+/* ---- SphereFace's psi, its Chebyshev forms, lambda, and margin_check ---- */
+
+static void expect_psi(int m, double theta_deg, double psi_want, double dpsi_want) {
+    double dpsi;
+    const double psi = sphereface_psi(m, cos(theta_deg * M_PI / 180), &dpsi);
+    EXPECT(fabs(psi - psi_want) < 1e-12 && fabs(dpsi - dpsi_want) < 1e-11,
+           "psi_%d(%g deg) = %.15g, dpsi/dcos = %.15g; want %.15g, %.15g", m, theta_deg, psi, dpsi,
+           psi_want, dpsi_want);
+}
+
+static void test_sphereface_values(void) {
+    /* theta = 50 deg, m = 4: pi/4 <= theta <= pi/2, so k = 1 and
+     * psi = -cos(200 deg) - 2 = cos(20 deg) - 2; dpsi/dcos = -(32c^3 - 16c),
+     * c = cos(50 deg) = 0.642788 (= -4 sin(200 deg) / sin(50 deg)). */
+    expect_psi(4, 50, -1.0603073792140916, 1.785902352783193);
+    /* theta = 30 deg, m = 4: k = 0, psi = cos(120 deg) = -0.5; 32c^3 - 16c = 8c = 4 sqrt(3) */
+    expect_psi(4, 30, -0.5, 6.92820323027551);
+    /* theta = 120 deg, m = 2: k = 1, psi = -(2c^2 - 1) - 2 = -1.5; dpsi = -4c = 2 */
+    expect_psi(2, 120, -1.5, 2);
+    /* theta = 100 deg, m = 3: k = 1, psi = -cos(300 deg) - 2 = -2.5; dpsi = -(12c^2 - 3) */
+    expect_psi(3, 100, -2.5, 2.6381557247154506);
+    /* theta = 170 deg, m = 5: k = 4, psi = cos(850 deg) - 8 = cos(130 deg) - 8;
+     * dpsi = 80c^4 - 60c^2 + 5 at c = cos(170 deg) (= 5 sin(850) / sin(170)) */
+    expect_psi(5, 170, -8.64278760968654, 22.057370639048855);
+    /* m = 1 is the plain cosine */
+    double d;
+    EXPECT(sphereface_psi(1, 0.3, &d) == 0.3 && d == 1, "psi_1(0.3) = %g, dpsi %g",
+           sphereface_psi(1, 0.3, NULL), d);
+    for (int m = 1; m <= 5; m++) {
+        /* ends: psi(0) = 1, psi(pi) = 1 - 2m, dpsi/dcos(0) = T_m'(1) = m^2 */
+        EXPECT(sphereface_psi(m, 1.0, &d) == 1.0 && d == m * m, "psi_%d(0) = %g, dpsi %g", m,
+               sphereface_psi(m, 1.0, NULL), d);
+        EXPECT(sphereface_psi(m, -1.0, NULL) == 1 - 2 * m, "psi_%d(pi) = %g", m,
+               sphereface_psi(m, -1.0, NULL));
+        EXPECT(sphereface_psi(m, 1.5, NULL) == 1.0 && sphereface_psi(m, -1.5, NULL) == 1 - 2 * m,
+               "psi_%d: cos outside [-1, 1] not clamped", m);
+        /* Chebyshev form = the angle form; derivative = (-1)^k m sin(m theta) / sin(theta) */
+        double worst = 0, worst_d = 0;
+        for (double th = 1e-3; th < M_PI - 1e-3; th += 1e-3) {
+            const double c = cos(th);
+            const int k = ref_psi_k(m, c);
+            const double psi = sphereface_psi(m, c, &d);
+            worst = fmax(worst, fabs(psi - ref_psi(m, c)));
+            worst_d = fmax(worst_d, fabs(d - (k % 2 ? -1 : 1) * m * sin(m * th) / sin(th)));
+        }
+        EXPECT(worst < 1e-12 && worst_d < 1e-9,
+               "psi_%d: Chebyshev vs angle form %.3g, derivative %.3g", m, worst, worst_d);
+        /* continuous at every boundary theta_j = j pi/m, where psi = 1 - 2j; the
+         * derivative is continuous there too (0) */
+        for (int j = 1; j < m; j++) {
+            const double b = cos(j * M_PI / m);
+            double dl, dr;
+            const double lo = sphereface_psi(m, b - 1e-9, &dl);
+            const double hi = sphereface_psi(m, b + 1e-9, &dr);
+            EXPECT(fabs(lo - (1 - 2 * j)) < 1e-7 && fabs(hi - (1 - 2 * j)) < 1e-7,
+                   "psi_%d at boundary %d: %.12g | %.12g, want %d", m, j, lo, hi, 1 - 2 * j);
+            EXPECT(fabs(dl) < 1e-6 && fabs(dr) < 1e-6, "dpsi_%d at boundary %d: %g | %g", m, j, dl,
+                   dr);
+        }
+        /* strictly decreasing in theta over [0, pi] */
+        int mono = 1;
+        double prev = sphereface_psi(m, 1.0, NULL);
+        for (int q = 1; q <= 100000; q++) {
+            const double v = sphereface_psi(m, cos(q * M_PI / 100000), NULL);
+            mono &= v < prev;
+            prev = v;
+        }
+        EXPECT(mono, "psi_%d not strictly decreasing in theta", m);
+        /* and the float target logit is non-decreasing in cos for every lambda */
+        const float lambdas[] = {0, 5, 1000};
+        for (int l = 0; l < 3; l++) {
+            const Margin sm = SPHERE(64, (float)m, lambdas[l], MARGIN_NORM_BOTH, MARGIN_GRAD_EXACT);
+            float zp = margin_target_logit(&sm, -1.0f, NULL);
+            int up = 1;
+            for (int q = 1; q <= 20000; q++) {
+                const float z = margin_target_logit(&sm, -1.0f + q * 1e-4f, NULL);
+                up &= z >= zp;
+                zp = z;
+            }
+            EXPECT(up, "sphereface m=%d lambda=%g: z not increasing in cos", m, (double)lambdas[l]);
+        }
+    }
+
+    /* target logits: m = 4 at 60 deg, psi = -(8/16 - 8/4 + 1) - 2 = -1.5, dpsi = 4
+     * lambda 5, s 64: 64 (5 0.5 - 1.5) / 6 = 64/6; dz = 64 (5 + 4) / 6 = 96 */
+    expect_logit(&SPHERE(64, 4, 5, MARGIN_NORM_BOTH, MARGIN_GRAD_EXACT), 0.5f, 64.0 / 6, 96,
+                 "sphereface l=5");
+    /* lambda 0: pure psi, 64 (-1.5), 64 * 4 */
+    expect_logit(&SPHERE(64, 4, 0, MARGIN_NORM_BOTH, MARGIN_GRAD_EXACT), 0.5f, -96, 256,
+                 "sphereface l=0");
+    /* lambda 1000: 64 (500 - 1.5) / 1001, 64 (1000 + 4) / 1001 */
+    expect_logit(&SPHERE(64, 4, 1000, MARGIN_NORM_BOTH, MARGIN_GRAD_EXACT), 0.5f,
+                 31.872127872127873, 64.19180819180819, "sphereface l=1000");
+    /* raw embeddings: per unit norm (the caller's norm multiplies) */
+    expect_logit(&SPHERE(64, 4, 5, MARGIN_NORM_WEIGHTS, MARGIN_GRAD_EXACT), 0.5f, 1.0 / 6, 1.5,
+                 "sphereface raw x");
+    expect_logit(&SPHERE(64, 4, 5, MARGIN_NORM_BOTH, MARGIN_GRAD_STRAIGHT), 0.5f, 64.0 / 6, 64,
+                 "sphereface straight");
+    expect_logit(&SPHERE(64, 4, 5, MARGIN_NORM_WEIGHTS, MARGIN_GRAD_STRAIGHT), 0.5f, 1.0 / 6, 1,
+                 "sphereface raw x straight");
+    /* m = 1, lambda anything: no margin, z = s c */
+    expect_logit(&SPHERE(64, 1, 5, MARGIN_NORM_BOTH, MARGIN_GRAD_EXACT), 0.3f, 64 * 0.3f, 64,
+                 "sphereface m=1");
+    /* unnormalised: the raw logit passes unclamped, derivative 1 */
+    Margin raw = CM(64, 1, 0, 0, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT);
+    raw.norm = MARGIN_NORM_NONE;
+    expect_logit(&raw, 3.5f, 3.5, 1, "no normalisation");
+    Margin arcw = ARC(64, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT);
+    arcw.norm = MARGIN_NORM_WEIGHTS;
+    /* ArcFace at 60 deg per unit norm: the s = 64 values above / 64 */
+    expect_logit(&arcw, 0.5f, 1.5101814586 / 64, 73.880257642 / 64, "arcface raw x");
+
+    /* lambda = max(5, 1000 / (1 + 0.12 iter)): 1000, 1000/1.12, 1000/13, 1000/121,
+     * 1000/199.96, then 1000/200.08 < 5 */
+    const struct {
+        int64_t iter;
+        double want;
+    } lam[] = {{0, 1000}, {1, 892.857142857}, {100, 76.9230769231}, {1000, 8.26446280992},
+               {1658, 5.00100020004}, {1659, 5}, {100000, 5}};
+    for (size_t k = 0; k < sizeof lam / sizeof *lam; k++) {
+        const float l = sphereface_lambda(1000, 0.12, 1, 5, lam[k].iter);
+        EXPECT(fabs(l - lam[k].want) <= 1e-6 * lam[k].want, "lambda(%lld) = %.9g, want %.9g",
+               (long long)lam[k].iter, (double)l, lam[k].want);
+    }
+    /* power 2: 1000 (1 + 0.1 * 10)^-2 = 250; no floor: lambda_min 0 */
+    EXPECT_NEAR(sphereface_lambda(1000, 0.1, 2, 0, 10), 250, 1e-4);
+    EXPECT_NEAR(sphereface_lambda(1000, 0.1, 2, 0, 990), 0.1, 1e-7);
+}
+
+static void expect_check(const Margin *m, const char *why_contains) {
+    char err[256] = "";
+    const int rc = margin_check(m, err, sizeof err);
+    if (!why_contains) {
+        EXPECT(rc == 0, "valid margin rejected: %s", err);
+    } else {
+        EXPECT(rc == -1 && strstr(err, why_contains), "want rejection mentioning '%s', got %d '%s'",
+               why_contains, rc, err);
+    }
+}
+
+static void test_margin_check(void) {
+    /* valid */
+    Margin m = ARC(64, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT);
+    expect_check(&m, NULL);
+    expect_check(&CM(64, 1, 0, 0.4f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_STRAIGHT), NULL);
+    expect_check(&CM(64, 1.35f, 0.1f, 0.1f, MARGIN_FALLBACK_EASY, MARGIN_GRAD_EXACT), NULL);
+    expect_check(&CM(64, 2, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT), NULL);
+    m.norm = MARGIN_NORM_WEIGHTS, m.s = 0; /* s unused */
+    expect_check(&m, NULL);
+    for (int k = 1; k <= 5; k++) {
+        expect_check(&SPHERE(0, (float)k, 5, MARGIN_NORM_WEIGHTS, MARGIN_GRAD_EXACT), NULL);
+        expect_check(&SPHERE(30, (float)k, 0, MARGIN_NORM_BOTH, MARGIN_GRAD_STRAIGHT), NULL);
+    }
+    Margin raw = CM(0, 1, 0, 0, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT);
+    raw.norm = MARGIN_NORM_NONE;
+    expect_check(&raw, NULL);
+    /* zero-initialised apart from s: normalised softmax */
+    expect_check(&(Margin){.s = 64, .m1 = 1}, NULL);
+
+    /* invalid */
+    expect_check(&(Margin){.m1 = 1}, "scale s");
+    expect_check(&CM(NAN, 1, 0.5f, 0, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT), "scale s");
+    expect_check(&CM(64, 2, 0.1f, 0.1f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT), "thmm");
+    expect_check(&CM(64, 0, 0.5f, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT), "m1");
+    expect_check(&CM(64, 1, -0.1f, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT), "m2");
+    expect_check(&CM(64, 1, 3.2f, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT), "m2");
+    expect_check(&CM(64, 1, NAN, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT), "finite");
+    raw.m2 = 0.5f; /* no angle without normalisation */
+    expect_check(&raw, "no angle");
+    raw.m2 = 0, raw.m3 = 0.35f;
+    expect_check(&raw, "no angle");
+    expect_check(&SPHERE(0, 4, 5, MARGIN_NORM_NONE, MARGIN_GRAD_EXACT), "normalised weights");
+    expect_check(&SPHERE(0, 6, 5, MARGIN_NORM_WEIGHTS, MARGIN_GRAD_EXACT), "integer in 1..5");
+    expect_check(&SPHERE(0, 0, 5, MARGIN_NORM_WEIGHTS, MARGIN_GRAD_EXACT), "integer in 1..5");
+    expect_check(&SPHERE(0, 3.5f, 5, MARGIN_NORM_WEIGHTS, MARGIN_GRAD_EXACT), "integer in 1..5");
+    expect_check(&SPHERE(0, 4, -1, MARGIN_NORM_WEIGHTS, MARGIN_GRAD_EXACT), "lambda");
+    expect_check(&SPHERE(0, 4, INFINITY, MARGIN_NORM_WEIGHTS, MARGIN_GRAD_EXACT), "lambda");
+    expect_check(&SPHERE(0, 4, 5, MARGIN_NORM_BOTH, MARGIN_GRAD_EXACT), "scale s");
+    Margin sm = SPHERE(0, 4, 5, MARGIN_NORM_WEIGHTS, MARGIN_GRAD_EXACT);
+    sm.fallback = MARGIN_FALLBACK_THMM;
+    expect_check(&sm, "fallback");
+    sm.fallback = MARGIN_FALLBACK_EASY;
+    expect_check(&sm, "fallback");
+    sm.fallback = MARGIN_FALLBACK_NONE, sm.m3 = 0.1f;
+    expect_check(&sm, "no m2, m3");
+    sm.m3 = 0, sm.kind = (MarginKind)7;
+    expect_check(&sm, "unknown kind");
+    sm.kind = MARGIN_SPHEREFACE, sm.norm = (MarginNorm)3;
+    expect_check(&sm, "unknown normalisation");
+    sm.norm = MARGIN_NORM_WEIGHTS, sm.grad = (MarginGrad)2;
+    expect_check(&sm, "unknown gradient");
+    EXPECT(margin_check(&sm, NULL, 0) == -1, "no error buffer: still -1");
+}
+
 /* margin_forward / margin_backward on one hand-worked row. CosFace s = 10,
  * m3 = 0.1, cosines [0.1, 0.9, 0.2], label 1: z = [1, 8, 2], max 8 (the
  * target), sum = e^-7 + 1 + e^-6. A second sample's label is not owned. */
 static void test_forward_backward_by_hand(void) {
-    const Margin m = {10, 1, 0, 0.1f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT};
+    const Margin m = CM(10, 1, 0, 0.1f, MARGIN_FALLBACK_THMM, MARGIN_GRAD_EXACT);
     float z[6] = {0.1f, 0.9f, 0.2f, 0.1f, 0.9f, 0.2f}, tdz[2], tdz_empty[2];
     const int64_t labels[2] = {101, 7};
     SoftmaxStats st[2], empty[2];
-    margin_forward(z, st, tdz, labels, 2, 3, 100, &m);
+    margin_forward(z, st, tdz, labels, NULL, 2, 3, 100, &m);
     const double sum = exp(-7.0) + 1 + exp(-6.0);
     EXPECT_NEAR(z[0], 1, 1e-6);
     EXPECT_NEAR(z[1], 8, 1e-6);
@@ -481,7 +817,7 @@ static void test_forward_backward_by_hand(void) {
     EXPECT_NEAR(st[1].target, 0, 0);
     EXPECT_NEAR(tdz[1], 0, 0);
     /* a shard without classes: max -inf, sum 0 */
-    margin_forward(NULL, empty, tdz_empty, labels, 2, 0, 0, &m);
+    margin_forward(NULL, empty, tdz_empty, labels, NULL, 2, 0, 0, &m);
     EXPECT(empty[0].max == -INFINITY && empty[0].sum == 0 && empty[0].target == 0,
            "empty shard stats (%g, %g, %g)", (double)empty[0].max, (double)empty[0].sum,
            (double)empty[0].target);
@@ -489,7 +825,7 @@ static void test_forward_backward_by_hand(void) {
     margin_loss(loss, st, 2);
     EXPECT_NEAR(loss[0], log(sum), 1e-6);
     /* dcos = scale * (p - onehot) * s with scale 0.5 */
-    margin_backward(z, st, tdz, labels, 1, 3, 100, 0.5f, &m);
+    margin_backward(z, NULL, st, tdz, labels, NULL, 1, 3, 100, 0.5f, &m);
     EXPECT_NEAR(z[0], 0.5 * exp(-7.0) / sum * 10, 1e-6);
     EXPECT_NEAR(z[1], 0.5 * (1 / sum - 1) * 10, 1e-6);
     EXPECT_NEAR(z[2], 0.5 * exp(-6.0) / sum * 10, 1e-6);
@@ -565,10 +901,13 @@ static void test_init(void) {
 
 int main(void) {
     test_target_logit();
+    test_sphereface_values();
+    test_margin_check();
     test_forward_backward_by_hand();
     test_sgd();
     test_init();
     test_sharding();
     test_gradients();
+    test_gradients_sphere_and_raw();
     return test_finish("test_margin");
 }
