@@ -138,6 +138,13 @@ static const ConfigKey KEYS[] = {
     K_INT(log_every, "10", 1, 1000000000, 0, "progress line every N steps"),
     K_INT(verify_every, "0", 0, 1000000000, 0, "verification every N steps; 0 = at the end only"),
     K_STRING(output_dir, "", "directory for checkpoints and logs; empty = write nothing"),
+    K_INT64(checkpoint_every, "0", 0, INT64_C(1000000000000),
+            "save a checkpoint every N steps (needs output_dir); the last step is always saved"),
+    K_INT(keep_checkpoints, "3", 1, 1000000, 0, "complete checkpoints kept in output_dir (older ones removed)"),
+    K_ENUM(resume, "auto", "auto|none",
+           "auto = continue from the newest complete checkpoint in output_dir when there is one"),
+    K_INT64(stop_at_step, "0", 0, INT64_C(1000000000000),
+            "stop after this many steps with a checkpoint (the schedule still runs to steps); 0 = run to the end"),
     K_INT(threads, "0", 0, 1024, 0, "OpenBLAS threads per process; 0 = library default"),
     /* distribution */
     K_STRING(interface, "", "address or interface name the servers bind; empty = auto"),
@@ -626,6 +633,15 @@ int config_finalize(TrainConfig *c, char *err, size_t errlen) {
         }
     } else if (t.lr_epochs[0]) {
         set_err(err, errlen, "key 'lr_epochs': only used with lr_schedule = step");
+        return -1;
+    }
+    if (t.stop_at_step >= t.steps) {
+        set_err(err, errlen, "key 'stop_at_step': %" PRId64 " must be less than steps (%" PRId64 "); 0 = run to the end",
+                t.stop_at_step, t.steps);
+        return -1;
+    }
+    if (t.stop_at_step > 0 && !t.output_dir[0]) {
+        set_err(err, errlen, "key 'stop_at_step': stopping early saves a checkpoint, which needs output_dir");
         return -1;
     }
     if (strcmp(t.dataset, "synthetic") != 0 && t.data_path[0] == '\0') {

@@ -57,6 +57,10 @@ typedef struct {
     int log_every;            /* progress line every N steps */
     int verify_every;         /* verification every N steps; 0 = at the end only */
     char output_dir[CONFIG_STR]; /* "" = write nothing */
+    int64_t checkpoint_every;    /* 0 = only the last step */
+    int keep_checkpoints;
+    char resume[CONFIG_STR];     /* auto | none */
+    int64_t stop_at_step;        /* 0 = run to steps */
     int threads;              /* OpenBLAS threads per process; 0 = library default */
     /* distribution */
     char interface[CONFIG_STR]; /* address or interface name the servers bind; "" = auto */

@@ -37,7 +37,7 @@ struct Loader {
     const Dataset *ds;
     uint64_t seed;
     int worker, n_workers, B;
-    int64_t n, steps_per_epoch, end_step;
+    int64_t n, steps_per_epoch, first_step, end_step;
     int64_t max_bad;
     int n_threads, n_slots;
     Slot *slots;
@@ -118,13 +118,15 @@ static void *decode_main(void *arg) {
     DatasetScratch scratch;
     dataset_scratch_init(&scratch);
     uint8_t *rgb = xcalloc_aligned((size_t)FACE_SIZE * FACE_SIZE * 3, 1);
-    /* This thread prepares the steps whose slot index is congruent to its own
-     * index modulo the thread count (n_slots is a multiple of n_threads). */
-    for (int k = t->index;; k += l->n_threads) {
-        Slot *s = &l->slots[k % l->n_slots];
+    /* Thread k prepares steps first + k, first + k + T, ... in order; step t
+     * lives in slot t mod n_slots, and n_slots = 2T, so no two threads share
+     * a slot. */
+    for (int64_t step = l->first_step + t->index; step < l->end_step; step += l->n_threads) {
+        Slot *s = &l->slots[step % l->n_slots];
         pthread_mutex_lock(&l->mu);
-        while (!l->stopping && !l->failure[0] && s->state != SLOT_EMPTY) pthread_cond_wait(&l->changed, &l->mu);
-        int done = l->stopping || l->failure[0] || s->step >= l->end_step;
+        while (!l->stopping && !l->failure[0] && !(s->step == step && s->state == SLOT_EMPTY))
+            pthread_cond_wait(&l->changed, &l->mu);
+        int done = l->stopping || l->failure[0];
         if (!done) s->state = SLOT_FILLING;
         pthread_mutex_unlock(&l->mu);
         if (done) break;
@@ -157,6 +159,7 @@ int loader_start(Loader **out, const Dataset *ds, const TrainConfig *cfg, int wo
     l->B = cfg->batch_size;
     l->n = n;
     l->steps_per_epoch = n / global;
+    l->first_step = first_step;
     l->end_step = end_step;
     l->max_bad = cfg->max_bad_images;
     l->n_threads = cfg->decode_threads;
@@ -165,7 +168,8 @@ int loader_start(Loader **out, const Dataset *ds, const TrainConfig *cfg, int wo
     pthread_cond_init(&l->changed, NULL);
     l->slots = xcalloc_aligned((size_t)l->n_slots, sizeof *l->slots);
     for (int i = 0; i < l->n_slots; i++) {
-        l->slots[i].step = first_step + i;
+        /* Slot i holds the steps congruent to i modulo the slot count. */
+        l->slots[i].step = first_step + ((i - first_step % l->n_slots) + l->n_slots) % l->n_slots;
         l->slots[i].state = SLOT_EMPTY;
         l->slots[i].images = xcalloc_aligned((size_t)l->B * 3 * FACE_SIZE * FACE_SIZE, sizeof(float));
         l->slots[i].labels = xcalloc_aligned((size_t)l->B, sizeof(int64_t));

@@ -15,8 +15,10 @@
 #include <zmq.h>
 
 #include "check.h"
+#include "checkpoint.h"
 #include "dump.h"
 #include "log.h"
+#include "run_state.h"
 #include "train_setup.h"
 
 /* Rejections are logged in full for the first few, then one in every 1000, so a
@@ -59,6 +61,21 @@ void server_init(Server *s, Job *job, const TrainConfig *cfg) {
     shard_range(num_classes, job->role_rank, job->n_servers, &start, &rows);
     if (classifier_create(&s->shard, start, rows, s->D, s->N, cfg->seed, err, sizeof err) != 0)
         job_abort(job, "classifier: %s", err);
+    char dir[CKPT_PATH_MAX];
+    s->start_step = run_agree_resume(job, cfg, dir, sizeof dir);
+    if (s->start_step > 0) {
+        /* Read this server's rows from however many servers wrote them. */
+        CkptClassifierSet *set;
+        if (ckpt_classifier_open_dir(&set, dir, num_classes, err, sizeof err) != 0 ||
+            (ckpt_classifier_dim(set) != s->D &&
+             snprintf(err, sizeof err, "%s holds %lld-d rows, embedding_size is %d", dir,
+                      (long long)ckpt_classifier_dim(set), s->D) > 0) ||
+            ckpt_classifier_read_rows(set, CKPT_SEC_WEIGHT, start, start + rows, s->shard.weight, err, sizeof err) != 0 ||
+            ckpt_classifier_read_rows(set, CKPT_SEC_MOMENTUM, start, start + rows, s->shard.momentum, err,
+                                      sizeof err) != 0)
+            job_abort(job, "resuming the classifier: %s", err);
+        ckpt_classifier_close(&set);
+    }
 
     s->limits = (WireLimits){.token = job->token, .dim = (uint32_t)s->D, .max_rows = (uint32_t)s->B,
                              .num_classes = num_classes, .max_message_bytes = (size_t)cfg->max_message_bytes};
@@ -218,9 +235,19 @@ static void reply_step(Server *s, int64_t step) {
     }
 }
 
+static void save_checkpoint(Server *s, int64_t done) {
+    char dir[CKPT_PATH_MAX], path[CKPT_PATH_MAX], err[1024];
+    run_checkpoint_dir(s->job, s->cfg, done, dir, sizeof dir);
+    if (ckpt_classifier_path(path, sizeof path, dir, s->job->role_rank) != 0 ||
+        ckpt_classifier_write(path, s->shard.start, s->shard.rows, s->shard.dim, s->shard.weight, s->shard.momentum,
+                              err, sizeof err) != 0)
+        job_abort(s->job, "checkpoint of step %lld: %s", (long long)done, err);
+    run_checkpoint_finish(s->job, s->cfg, done, dir);
+}
+
 void server_run(Server *s) {
     char what[128];
-    for (int64_t step = 0; step < s->cfg->steps; step++) {
+    for (int64_t step = s->start_step; step < run_end_step(s->cfg); step++) {
         gather_step(s, step);
         margin_set_step(&s->margin, s->cfg, step);
         classifier_forward(&s->shard, s->x, s->labels, s->N, &s->margin);
@@ -237,12 +264,13 @@ void server_run(Server *s) {
         reply_step(s, step);
         /* The update runs while the workers do their backward pass. */
         classifier_sgd_step(&s->shard, lr_at(&s->schedule, step), s->cfg->momentum, s->cfg->weight_decay);
+        if (run_checkpoint_due(s->cfg, step + 1)) save_checkpoint(s, step + 1);
     }
     if (s->rejected) log_warn("%llu messages rejected during the run", (unsigned long long)s->rejected);
 }
 
 int server_write_weights(const Server *s, char *err, size_t errlen) {
-    if (!s->cfg->output_dir[0]) return 0;
+    if (!s->cfg->output_dir[0] || run_end_step(s->cfg) != s->cfg->steps) return 0;
     if (mkdir(s->cfg->output_dir, 0755) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create output_dir '%s': %s", s->cfg->output_dir, strerror(errno));
         return -1;

@@ -30,12 +30,14 @@ typedef struct {
     MPI_Datatype stats_type;
     MPI_Op stats_op;
     uint64_t rejected;
+    int64_t start_step;      /* 0, or the step of the checkpoint resumed */
 } Server;
 
 /* Creates the shard, binds the ROUTER and publishes its endpoint to the job.
  * Any failure ends the job with a message. */
 void server_init(Server *s, Job *job, const TrainConfig *cfg);
-/* Runs cfg->steps synchronous steps. */
+/* Runs the synchronous steps [start_step, run_end_step), saving the shard
+ * into every due checkpoint. */
 void server_run(Server *s);
 /* Writes the shard's rows to output_dir/classifier.<rank>.bin (no-op without
  * output_dir). Returns 0 or -1 with the reason in err. */

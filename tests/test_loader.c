@@ -175,6 +175,25 @@ int main(void) {
         EXPECT(differ == 0, "worker %d of 2: %d samples differ from the one-worker batches", w, differ);
     }
 
+    /* 2c. A loader started at step 3 (a resumed run) delivers the same batches from there on. */
+    {
+        Loader *late;
+        CHECK(loader_start(&late, ds, &cfg, 0, 1, 3, steps, err, sizeof err) == 0, "%s", err);
+        int differ = 0;
+        for (int t = 3; t < steps; t++) {
+            const float *im;
+            const int64_t *lb;
+            if (loader_get(late, t, 30, &im, &lb, err, sizeof err) != 0) {
+                differ++;
+                break;
+            }
+            differ += memcmp(im, images + (size_t)t * B * IMAGE_FLOATS, B * IMAGE_FLOATS * sizeof(float)) != 0;
+            loader_release(late, t);
+        }
+        loader_stop(&late);
+        EXPECT(differ == 0, "a loader starting at step 3 disagrees on %d steps", differ);
+    }
+
     /* 3. With no tolerance the first corrupt image stops the run, naming the file. */
     TrainConfig strict = folder_config(data, B, 2, 0);
     Loader *l;

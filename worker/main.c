@@ -15,6 +15,7 @@
 #include "check.h"
 #include "config.h"
 #include "dataset.h"
+#include "checkpoint.h"
 #include "dump.h"
 #include "evaluate.h"
 #include "iresnet.h"
@@ -22,6 +23,7 @@
 #include "loader.h"
 #include "log.h"
 #include "ps_client.h"
+#include "run_state.h"
 #include "train_setup.h"
 
 typedef struct {
@@ -38,6 +40,7 @@ typedef struct {
     Evaluator eval;
     LrSchedule schedule;
     float *dembedding, *loss;
+    int64_t start_step; /* 0, or the step of the checkpoint resumed */
     FILE *metrics; /* output_dir/metrics.jsonl on worker 0, else NULL */
 } Worker;
 
@@ -47,8 +50,88 @@ static void open_metrics(Worker *wk) {
         job_abort(&wk->job, "cannot create output_dir '%s': %s", wk->cfg.output_dir, strerror(errno));
     char path[600];
     snprintf(path, sizeof path, "%s/metrics.jsonl", wk->cfg.output_dir);
-    wk->metrics = fopen(path, "w");
+    /* A resumed run continues the file; a fresh one starts it over. */
+    wk->metrics = fopen(path, wk->start_step > 0 ? "a" : "w");
     if (!wk->metrics) job_abort(&wk->job, "cannot create %s: %s", path, strerror(errno));
+}
+
+/* The BatchNorm running statistics averaged over the workers (collective),
+ * into out: what a checkpoint or an export holds. */
+static void averaged_bn_buffers(Worker *wk, float *out) {
+    IResNet *net = wk->net;
+    memcpy(out, net->bn_buffers, net->n_bn_buffers * sizeof(float));
+    if (wk->job.n_workers == 1) return;
+    MPI_Request req;
+    MPI_Iallreduce(MPI_IN_PLACE, out, (int)net->n_bn_buffers, MPI_FLOAT, MPI_SUM, wk->job.role_comm, &req);
+    job_wait(&wk->job, &req, "the workers' BatchNorm statistics for a checkpoint");
+    for (size_t i = 0; i < net->n_bn_buffers; i++) out[i] /= (float)wk->job.n_workers;
+}
+
+static void save_checkpoint(Worker *wk, int64_t done) {
+    IResNet *net = wk->net;
+    float *bn = xcalloc_aligned(net->n_bn_buffers, sizeof(float));
+    averaged_bn_buffers(wk, bn);
+    char dir[CKPT_PATH_MAX];
+    run_checkpoint_dir(&wk->job, &wk->cfg, done, dir, sizeof dir);
+    if (wk->job.role_rank == 0) {
+        char path[CKPT_PATH_MAX], err[1024];
+        char *config_text = NULL;
+        size_t config_len = 0;
+        FILE *mem = open_memstream(&config_text, &config_len);
+        config_print(&wk->cfg, mem);
+        fclose(mem);
+        CkptWriter *w = NULL;
+        int64_t global_batch = (int64_t)wk->job.n_workers * wk->cfg.batch_size;
+        int rc = ckpt_backbone_path(path, sizeof path, dir) != 0 ? (snprintf(err, sizeof err, "path too long"), -1)
+                 : ckpt_writer_open(&w, path, err, sizeof err);
+        if (rc == 0) rc = ckpt_writer_add(w, CKPT_SEC_CONFIG, CKPT_U8, config_text, config_len, err, sizeof err);
+        if (rc == 0) rc = ckpt_writer_add_i64(w, CKPT_SEC_STEP, done, err, sizeof err);
+        if (rc == 0) rc = ckpt_writer_add_i64(w, CKPT_SEC_EPOCH, loader_epoch_of(wk->loader, done), err, sizeof err);
+        if (rc == 0) rc = ckpt_writer_add_i64(w, RUN_SEC_GLOBAL_BATCH, global_batch, err, sizeof err);
+        if (rc == 0)
+            rc = ckpt_writer_add(w, CKPT_SEC_BACKBONE_PARAMS, CKPT_F32, net->params.params, net->params.n_params, err,
+                                 sizeof err);
+        if (rc == 0)
+            rc = ckpt_writer_add(w, CKPT_SEC_BACKBONE_MOMENTUM, CKPT_F32, net->params.momentum, net->params.n_params,
+                                 err, sizeof err);
+        if (rc == 0) rc = ckpt_writer_add(w, CKPT_SEC_BN_BUFFERS, CKPT_F32, bn, net->n_bn_buffers, err, sizeof err);
+        if (rc == 0) rc = ckpt_writer_commit(&w, err, sizeof err);
+        else ckpt_writer_abort(&w);
+        free(config_text);
+        if (rc != 0) job_abort(&wk->job, "checkpoint of step %lld: %s", (long long)done, err);
+    }
+    free(bn);
+    run_checkpoint_finish(&wk->job, &wk->cfg, done, dir);
+}
+
+static void load_checkpoint(Worker *wk, const char *dir) {
+    IResNet *net = wk->net;
+    char path[CKPT_PATH_MAX], err[CKPT_PATH_MAX + 512];
+    CkptReader *r = NULL;
+    int64_t step = -1, global_batch = -1, want = (int64_t)wk->job.n_workers * wk->cfg.batch_size;
+    int rc = ckpt_backbone_path(path, sizeof path, dir) != 0 ? (snprintf(err, sizeof err, "path too long"), -1)
+             : ckpt_open(&r, path, err, sizeof err);
+    if (rc == 0) rc = ckpt_read_i64(r, CKPT_SEC_STEP, &step, err, sizeof err);
+    if (rc == 0) rc = ckpt_read_i64(r, RUN_SEC_GLOBAL_BATCH, &global_batch, err, sizeof err);
+    if (rc == 0 && global_batch != want)
+        rc = -1, snprintf(err, sizeof err, "%s was trained with a global batch of %lld, this job has %d workers x "
+                          "batch_size %d = %lld: keep workers x batch_size to resume exactly", path,
+                          (long long)global_batch, wk->job.n_workers, wk->cfg.batch_size, (long long)want);
+    if (rc == 0 && ckpt_section_count(r, CKPT_SEC_BACKBONE_PARAMS) != (int64_t)net->params.n_params)
+        rc = -1, snprintf(err, sizeof err, "%s holds %lld backbone parameters, IResNet-%d width %d has %zu: the network "
+                          "keys differ from the run that wrote it", path,
+                          (long long)ckpt_section_count(r, CKPT_SEC_BACKBONE_PARAMS), net->depth, net->width,
+                          net->params.n_params);
+    if (rc == 0)
+        rc = ckpt_read(r, CKPT_SEC_BACKBONE_PARAMS, CKPT_F32, net->params.params, net->params.n_params, err, sizeof err);
+    if (rc == 0)
+        rc = ckpt_read(r, CKPT_SEC_BACKBONE_MOMENTUM, CKPT_F32, net->params.momentum, net->params.n_params, err,
+                       sizeof err);
+    if (rc == 0) rc = ckpt_read(r, CKPT_SEC_BN_BUFFERS, CKPT_F32, net->bn_buffers, net->n_bn_buffers, err, sizeof err);
+    ckpt_close(&r);
+    if (rc != 0) job_abort(&wk->job, "resuming the backbone: %s", err);
+    if (step != wk->start_step) job_abort(&wk->job, "%s holds step %lld, expected %lld", path, (long long)step,
+                                          (long long)wk->start_step);
 }
 
 static void setup(Worker *wk, int argc, char **argv) {
@@ -74,13 +157,16 @@ static void setup(Worker *wk, int argc, char **argv) {
     if (job->role_rank == 0) log_info("training set: %s", dataset_describe(wk->dataset));
     JobData data = job_share_data(job, cfg, dataset_classes(wk->dataset), dataset_size(wk->dataset));
     int64_t num_classes = data.num_classes;
+    char dir[CKPT_PATH_MAX];
+    wk->start_step = run_agree_resume(job, cfg, dir, sizeof dir);
+    if (wk->start_step > 0) load_checkpoint(wk, dir);
     char (*endpoints)[JOB_ENDPOINT_LEN] = xcalloc_aligned((size_t)job->n_servers, JOB_ENDPOINT_LEN);
     job_exchange_endpoints(job, NULL, endpoints);
     ps_client_init(&wk->client, job, cfg, endpoints, num_classes);
     free(endpoints);
 
-    if (loader_start(&wk->loader, wk->dataset, cfg, job->role_rank, job->n_workers, 0, cfg->steps, err,
-                     sizeof err) != 0)
+    if (loader_start(&wk->loader, wk->dataset, cfg, job->role_rank, job->n_workers, wk->start_step,
+                     run_end_step(cfg), err, sizeof err) != 0)
         job_abort(job, "data: %s", err);
     if (evaluator_init(&wk->eval, job, cfg, err, sizeof err) != 0)
         job_abort(job, "verification: %s", err);
@@ -108,7 +194,8 @@ static void train(Worker *wk) {
     int window_steps = 0;
     char what[128];
 
-    for (int64_t step = 0; step < cfg->steps; step++) {
+    const int64_t end = run_end_step(cfg);
+    for (int64_t step = wk->start_step; step < end; step++) {
         double t0 = now_seconds();
         const float *images;
         const int64_t *labels;
@@ -119,10 +206,12 @@ static void train(Worker *wk) {
         const float *emb = iresnet_forward(net, images, B, 1, (uint64_t)step, (uint64_t)job->role_rank * B);
         double t2 = now_seconds();
         ps_client_exchange(&wk->client, step, labels, emb, wk->dembedding, wk->loss);
-        loader_release(wk->loader, step);
         double t3 = now_seconds();
         paramset_zero_grad(&net->params);
         iresnet_backward(net, wk->dembedding);
+        /* The stem's weight gradient reads the images: only now may the
+         * decoding threads refill their slot. */
+        loader_release(wk->loader, step);
         double t4 = now_seconds();
 
         /* The servers scaled the gradient by 1/global_batch, so summing the
@@ -155,9 +244,9 @@ static void train(Worker *wk) {
             fflush(wk->metrics);
         }
         int64_t done = step + 1;
-        if (job->role_rank == 0 && (done % cfg->log_every == 0 || done == cfg->steps)) {
+        if (job->role_rank == 0 && (done % cfg->log_every == 0 || done == end)) {
             double now = now_seconds(), elapsed = now - window_start;
-            double per_step = (now - run_start) / (double)done;
+            double per_step = (now - run_start) / (double)(done - wk->start_step);
             char eta[32];
             format_duration(eta, sizeof eta, per_step * (double)(cfg->steps - done));
             double total = acc.data + acc.forward + acc.exchange + acc.backward + acc.allreduce + acc.update;
@@ -175,15 +264,16 @@ static void train(Worker *wk) {
         }
         if (cfg->verify_every > 0 && done % cfg->verify_every == 0 && done != cfg->steps)
             evaluator_run(&wk->eval, net, done, wk->metrics);
+        if (run_checkpoint_due(cfg, done)) save_checkpoint(wk, done);
     }
-    evaluator_run(&wk->eval, net, cfg->steps, wk->metrics);
+    if (end == cfg->steps) evaluator_run(&wk->eval, net, cfg->steps, wk->metrics);
 }
 
 /* output_dir/backbone.bin: every parameter, then every BatchNorm running
  * statistic (averaged over the workers by the final verification); meta =
  * (depth, width, embedding size, parameter count). */
 static void write_backbone(Worker *wk) {
-    if (wk->job.role_rank != 0 || !wk->cfg.output_dir[0]) return;
+    if (wk->job.role_rank != 0 || !wk->cfg.output_dir[0] || run_end_step(&wk->cfg) != wk->cfg.steps) return;
     IResNet *net = wk->net;
     char path[600], err[1024];
     snprintf(path, sizeof path, "%s/backbone.bin", wk->cfg.output_dir);
