@@ -427,6 +427,26 @@ static void test_help(void) {
     free(help);
 }
 
+/* Every preset in deploy/configs parses and finalises. */
+static void test_presets(void) {
+    const char *src = getenv("ARCFACE_SOURCE_DIR");
+    if (!src) {
+        fprintf(stderr, "ARCFACE_SOURCE_DIR unset: presets not checked\n");
+        return;
+    }
+    const char *presets[] = {"demo.conf", "yaleb.conf", "ms1mv2_r50_arcface.conf", "glint360k_r100_cosface.conf",
+                             "webface_r50.conf"};
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        char path[1024], err[512];
+        snprintf(path, sizeof path, "%s/deploy/configs/%s", src, presets[i]);
+        TrainConfig c;
+        config_defaults(&c);
+        int rc = config_load_file(&c, path, err, sizeof err);
+        if (rc == 0) rc = config_finalize(&c, err, sizeof err);
+        EXPECT(rc == 0, "preset %s: %s", presets[i], err);
+    }
+}
+
 int main(void) {
     log_set_role("test", -1);
     test_defaults();
@@ -437,5 +457,6 @@ int main(void) {
     test_round_trip();
     test_help();
     for (int i = 0; i < g_nfiles; i++) unlink(g_files[i]);
+    test_presets();
     return test_finish("test_config");
 }
