@@ -3,18 +3,30 @@
  * of a parameter server.
  *
  * One step for the global batch X (N, D) with labels:
- *   1. classifier_forward: normalise X and the rows as the Margin says
- *      (m->norm: both, rows only, or neither), C = Xn Wn^T (one SGEMM),
- *      margin on owned targets, per-sample local SoftmaxStats.
+ *   0. classifier_select (Partial FC, see below): the rows kept this step.
+ *   1. classifier_forward: normalise X and the kept rows as the Margin says
+ *      (m->norm: both, rows only, or neither), C = Xn Wn^T (one SGEMM over
+ *      the kept rows), margin on owned targets, per-sample local SoftmaxStats.
  *   2. the caller combines the stats over all shards (MPI_Allreduce, or
  *      margin_stats_combine for in-process shards).
  *   3. classifier_backward: dC, then dX partial (N, D) = this shard's
  *      contribution to dLoss/dX (summing the partials of all shards gives the
- *      full gradient), and the gradient of the rows, kept inside the shard.
- *   4. classifier_sgd_step: momentum SGD with weight decay on the rows.
+ *      full gradient), and the gradient of the kept rows, kept inside the shard.
+ *   4. classifier_sgd_step: momentum SGD with weight decay on the kept rows.
  * The loss is the mean over the N samples of the global batch.
- * All buffers are allocated by classifier_create for up to max_batch samples;
- * no step allocates. */
+ * All buffers are allocated by classifier_create for up to max_batch samples
+ * and every row; no step allocates.
+ *
+ * Partial FC (An et al. 2022), as the original's sparse update. With a sample
+ * rate below 1 (classifier_set_sampling) the softmax of a step runs over a
+ * subset of the classes: every positive of the step's global batch plus
+ * negatives drawn by the hash rule of sampling.h, the same subset for all N
+ * samples and, because the rule depends only on (seed, step, class id), the
+ * same subset for any split of the classes over servers. The kept rows are
+ * gathered (normalised) into a contiguous buffer, and only they get a gradient,
+ * weight decay and a momentum update; the other rows and their momentum stay
+ * bit-unchanged that step. The default rate 1 keeps every row, and the
+ * computation is then bit-for-bit the unsampled one. */
 #ifndef ARCFACE_CLASSIFIER_H
 #define ARCFACE_CLASSIFIER_H
 
@@ -22,6 +34,7 @@
 #include <stdint.h>
 
 #include "margin.h"
+#include "sampling.h"
 
 typedef struct {
     int64_t start, rows; /* owned classes [start, start + rows) */
@@ -42,10 +55,22 @@ typedef struct {
     SoftmaxStats *stats;  /* (N) local stats of the last forward */
     int last_n;           /* N of the last forward */
     MarginNorm last_norm; /* normalisation of the last forward */
+    /* Partial FC. The kept rows are those of the last classifier_select (or
+     * every row); forward, backward and the SGD step all work on them. With
+     * fewer kept rows than rows, wn, wnorm, dwn and the logits' columns hold
+     * the kept rows in keep order (row j of wn is local row keep[j]). */
+    float sample_rate;    /* (0, 1]; 1 = every row (the default) */
+    uint64_t sample_seed; /* seed of the hash that draws the negatives */
+    int32_t *keep;        /* (rows) sorted local rows kept this step; keep[j] = j for all rows */
+    int64_t n_keep;       /* K, the number of kept rows */
+    uint8_t *keep_mark;   /* (rows) selection scratch, all zero between calls */
+    int64_t *col_label;   /* (N) a sample's target as a column of the kept rows, -1 if not owned */
+    int select_pending;   /* a classifier_select awaits its forward */
+    int select_n;         /* N of that classifier_select */
 } ClassifierShard;
 
-/* Allocates the shard and initialises row c (global class id) with
- * normal(0, 0.01) values that depend only on (seed, c, d):
+/* Allocates the shard (sample rate 1: every row kept) and initialises row c
+ * (global class id) with normal(0, 0.01) values that depend only on (seed, c, d):
  *     weight[c - start][d] = 0.01f * rng_normal(rng_hash4(seed, RNG_CLASSIFIER_INIT, c, d)),
  * so any split of the classes over servers starts from the same matrix.
  * rows may be 0 (a server with no classes); at most INT_MAX (BLAS takes ints).
@@ -57,23 +82,56 @@ int classifier_create(ClassifierShard *c, int64_t start, int64_t rows, int dim, 
  * destroyed shard. */
 void classifier_destroy(ClassifierShard *c);
 
+/* Sets Partial FC's sample rate and the seed of its draws for the following
+ * steps. rate 1 (the default) keeps every row. Returns 0, or -1 with a
+ * message in err when rate is not in (0, 1] (the shard is then unchanged). */
+int classifier_set_sampling(ClassifierShard *c, float rate, uint64_t seed, char *err, size_t errlen);
+
+/* Chooses the rows the next classifier_forward, classifier_backward and
+ * classifier_sgd_step work on: every class of the shard among labels (N, the
+ * global batch's class ids, the same array the forward gets), plus the
+ * negatives that sampling_draw(c->sample_seed, step, class, c->sample_rate)
+ * keeps (sampling.h). With sample rate 1 it keeps every row without hashing.
+ * Required before every classifier_forward when the sample rate is below 1
+ * (the forward CHECKs it); optional at rate 1. N <= max_batch (CHECKed).
+ * The rows stay chosen until the next classifier_select, so it must not run
+ * between a forward and its SGD step. Can't fail. */
+void classifier_select(ClassifierShard *c, const int64_t *labels, int N, int64_t step);
+
 /* x (N, D) raw embeddings, labels (N) global class ids. Writes the shard's
- * local stats into c->stats (N). N <= max_batch. m should pass margin_check.
- * With MARGIN_NORM_NONE the SGEMM reads c->weight itself (no copy), so the
- * weights must not change before the matching classifier_backward. */
+ * local stats over the kept rows into c->stats (N). N <= max_batch. m should
+ * pass margin_check. Uses the rows of the classifier_select just before it,
+ * with the same labels and N (CHECKed: N, and that every owned label is
+ * kept); without one it keeps every row, which is allowed at sample rate 1
+ * only (CHECKed). With MARGIN_NORM_NONE and every row kept the SGEMM reads
+ * c->weight itself (no copy), so the weights must not change before the
+ * matching classifier_backward. */
 void classifier_forward(ClassifierShard *c, const float *x, const int64_t *labels, int N,
                         const Margin *m);
 
 /* combined (N): the stats combined over all shards, for the batch of the last
- * classifier_forward, and the same m (its norm is CHECKed). Writes dx (N, D)
- * (overwritten, not accumulated) with this shard's part of d(mean loss)/dx,
- * including the norm's derivative when the embeddings are raw, and c->dweight
- * (overwritten). Overwrites c->logits, so it runs once per forward. */
+ * classifier_forward, its labels (CHECKed against the forward's) and the same
+ * m (its norm is CHECKed). Writes dx (N, D) (overwritten, not accumulated)
+ * with this shard's part of d(mean loss)/dx, including the norm's derivative
+ * when the embeddings are raw, and the kept rows of c->dweight (overwritten);
+ * the other rows of c->dweight are not written and hold stale values.
+ * Overwrites c->logits, so it runs once per forward. */
 void classifier_backward(ClassifierShard *c, float *dx, const SoftmaxStats *combined,
                          const int64_t *labels, const Margin *m);
 
 /* v = momentum * v + dweight + weight_decay * w;  w -= lr * v  (PyTorch SGD with
- * dampening 0, no Nesterov; v starts at 0, so the first step is v = g as in PyTorch). */
+ * dampening 0, no Nesterov; v starts at 0, so the first step is v = g as in PyTorch),
+ * on the kept rows only (every row unless a sample rate below 1 is set).
+ *
+ * This is the original Partial FC's sparse update: its optimizer is handed
+ * only the sampled sub-matrix and that sub-matrix's momentum, which are
+ * written back afterwards, so an unsampled row gets neither weight decay nor a
+ * momentum step: its momentum is not decayed but waits, unchanged, for the
+ * next step that samples the row (insightface's partial_fc.py: the optimizer
+ * gets Parameter(weight[index]) with momentum_buffer weight_mom[index], and
+ * update() writes both back at index). Treating the unsampled rows as having a
+ * zero gradient instead would decay their momentum, apply weight decay and
+ * keep moving them, and would cost a pass over the whole shard every step. */
 void classifier_sgd_step(ClassifierShard *c, float lr, float momentum, float weight_decay);
 
 #endif

@@ -113,6 +113,9 @@ static const ConfigKey KEYS[] = {
     K_DOUBLE(sphereface_lambda_gamma, "0.12", 0, CLOSED, 1e6, CLOSED, "A-Softmax lambda gamma"),
     K_DOUBLE(sphereface_lambda_power, "1", 0, CLOSED, 100, CLOSED, "A-Softmax lambda power"),
     K_DOUBLE(sphereface_lambda_min, "5", 0, CLOSED, 1e9, CLOSED, "A-Softmax lambda floor"),
+    K_FLOAT(sample_rate, "1", 0, OPEN, 1, CLOSED,
+            "Partial FC: share of each server's negative classes used per step (positives always "
+            "kept, the choice a hash of (seed, step, class)); 1 = all"),
     K_ENUM(margin_grad, "exact", "exact|straight",
            "gradient through the margin: exact = d/dcos of the margin function (MXNet, "
            "insightface before 2022), straight = straight-through (insightface 2022+)"),

@@ -43,6 +43,7 @@ typedef struct {
     int normalize_embeddings, normalize_weights;
     double sphereface_lambda_base, sphereface_lambda_gamma, sphereface_lambda_power, sphereface_lambda_min;
     char margin_grad[CONFIG_STR];     /* exact | straight */
+    float sample_rate;                /* Partial FC; 1 = full softmax */
     /* optimiser and schedule */
     float lr, momentum, weight_decay;
     float grad_clip;          /* max L2 norm of the backbone gradient; 0 = off */

@@ -61,6 +61,8 @@ void server_init(Server *s, Job *job, const TrainConfig *cfg) {
     shard_range(num_classes, job->role_rank, job->n_servers, &start, &rows);
     if (classifier_create(&s->shard, start, rows, s->D, s->N, cfg->seed, err, sizeof err) != 0)
         job_abort(job, "classifier: %s", err);
+    if (classifier_set_sampling(&s->shard, cfg->sample_rate, cfg->seed, err, sizeof err) != 0)
+        job_abort(job, "classifier: %s", err);
     char dir[CKPT_PATH_MAX];
     s->start_step = run_agree_resume(job, cfg, dir, sizeof dir);
     if (s->start_step > 0) {
@@ -250,6 +252,7 @@ void server_run(Server *s) {
     for (int64_t step = s->start_step; step < run_end_step(s->cfg); step++) {
         gather_step(s, step);
         margin_set_step(&s->margin, s->cfg, step);
+        classifier_select(&s->shard, s->labels, s->N, step);
         classifier_forward(&s->shard, s->x, s->labels, s->N, &s->margin);
         memcpy(s->combined, s->shard.stats, (size_t)s->N * sizeof(SoftmaxStats));
         if (s->job->n_servers > 1) {

@@ -39,6 +39,16 @@ run w1p4 1 4 16
 python3 "$SOURCE_DIR/tests/compare_runs.py" --steps $steps --loss-rtol 1e-4 --weight-rtol 1e-4 \
   "$out/w1p1" "$out/w2p1" "$out/w2p3" "$out/w1p4"
 
+# Partial FC (sample_rate 0.3): classes are kept by a hash of (seed, step,
+# class), so the split over servers and workers still does not matter.
+pfc=("${common[@]}")
+common+=(sample_rate=0.3)
+run pfc_w1p1 1 1 16
+run pfc_w2p3 2 3 8
+python3 "$SOURCE_DIR/tests/compare_runs.py" --steps $steps --loss-rtol 1e-4 --weight-rtol 1e-4 \
+  "$out/pfc_w1p1" "$out/pfc_w2p3"
+common=("${pfc[@]}")
+
 # Negative control: one worker whose BatchNorm sees all 16 samples at once is a
 # different computation; the comparison must notice.
 common+=(bn_group=16)

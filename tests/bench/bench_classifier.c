@@ -1,0 +1,178 @@
+/* bench_classifier.c -- time of the parameter server's classifier step
+ * (classifier_select, forward, backward, SGD) against the bare SGEMMs it
+ * contains, with and without Partial FC.
+ *
+ * Usage: bench_classifier [ROWS...]   (default: 100000 1000000)
+ * N = 256 samples (the global batch), D = 512, ArcFace s = 64, m = 0.5. For
+ * each shard size, sample rate 1 and 0.1, with 1 OpenBLAS thread and with
+ * the count OpenBLAS starts with (OPENBLAS_NUM_THREADS, else every core).
+ * The step's own statistics stand in for the combined ones (one server).
+ * "sgemm" is the three SGEMMs of the step alone (logits N x K x D, dX and dW)
+ * on the same buffers and kept-row count K; "step/sgemm" is what everything
+ * else (normalisation, margin, exp, gathers, SGD) adds. Times are medians.
+ * A 1,000,000-row shard allocates about 10.5 GiB (weights, momentum, dweight,
+ * normalised and gradient rows, logits). */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "classifier.h"
+#include "margin.h"
+#include "rng.h"
+
+#define N_BATCH 256
+#define DIM 512
+#define MAX_REPS 20
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Repetitions after one warm-up that took t seconds: at least 3 (2 when a
+ * run takes more than 4 s) and about 2 s in all. */
+static int reps_for(double t) {
+    if (t > 4.0) return 2;
+    int r = (int)(2.0 / (t > 1e-6 ? t : 1e-6));
+    return r < 3 ? 3 : r > MAX_REPS ? MAX_REPS : r;
+}
+
+typedef struct {
+    double select, forward, backward, sgd, total;
+} StepTimes;
+
+/* One server step; the phases' times into *t. */
+static void step(ClassifierShard *c, float *dx, float *loss, SoftmaxStats *comb, const float *x,
+                 const int64_t *labels, int64_t s, const Margin *m, StepTimes *t) {
+    const double t0 = now();
+    classifier_select(c, labels, N_BATCH, s);
+    const double t1 = now();
+    classifier_forward(c, x, labels, N_BATCH, m);
+    memcpy(comb, c->stats, sizeof(SoftmaxStats) * N_BATCH);
+    const double t2 = now();
+    classifier_backward(c, dx, comb, labels, m);
+    margin_loss(loss, comb, N_BATCH);
+    const double t3 = now();
+    classifier_sgd_step(c, 0.1f, 0.9f, 5e-4f);
+    const double t4 = now();
+    *t = (StepTimes){t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0};
+}
+
+/* The step's three SGEMMs for K kept rows, on the shard's buffers. */
+static void sgemms(ClassifierShard *c, int K) {
+    const int N = N_BATCH, D = DIM;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, K, D, 1.0f, c->xn, D, c->wn, D, 0.0f,
+                c->logits, K);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, K, 1.0f, c->logits, K, c->wn, D,
+                0.0f, c->dxn, D);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, D, N, 1.0f, c->logits, K, c->xn, D,
+                0.0f, c->dwn, D);
+}
+
+static void bench_rows(int64_t rows, const int *threads, int n_threads) {
+    ClassifierShard c;
+    char err[256];
+    double t0 = now();
+    if (classifier_create(&c, 0, rows, DIM, N_BATCH, 1, err, sizeof err) != 0) {
+        fprintf(stderr, "bench_classifier: %s\n", err);
+        exit(1);
+    }
+    const double gib = ((double)rows * DIM * 5 + (double)rows * N_BATCH) * 4 / (1 << 30);
+    printf("# %lld rows: shard created in %.1f s (%.1f GiB)\n", (long long)rows, now() - t0, gib);
+    fflush(stdout);
+    float *x = malloc(sizeof(float) * N_BATCH * DIM), *dx = malloc(sizeof(float) * N_BATCH * DIM);
+    float loss[N_BATCH];
+    int64_t labels[N_BATCH];
+    SoftmaxStats comb[N_BATCH];
+    for (int k = 0; k < N_BATCH * DIM; k++) x[k] = rng_normal(rng_hash4(3, 4, (uint64_t)k, 0));
+    const Margin m = {.s = 64, .m1 = 1, .m2 = 0.5f, .fallback = MARGIN_FALLBACK_THMM};
+    const float rates[] = {1.0f, 0.1f};
+    int64_t s = 0;
+    for (int ti = 0; ti < n_threads; ti++) {
+        openblas_set_num_threads(threads[ti]);
+        for (int ri = 0; ri < 2; ri++) {
+            if (classifier_set_sampling(&c, rates[ri], 7, err, sizeof err) != 0) {
+                fprintf(stderr, "bench_classifier: %s\n", err);
+                exit(1);
+            }
+            StepTimes t, all[MAX_REPS];
+            double v[5][MAX_REPS], kept = 0;
+            for (int i = 0; i < N_BATCH; i++)
+                labels[i] = (int64_t)(rng_hash4(5, (uint64_t)s, (uint64_t)i, 0) % (uint64_t)rows);
+            step(&c, dx, loss, comb, x, labels, s++, &m, &t); /* warm-up */
+            const int reps = reps_for(t.total);
+            for (int r = 0; r < reps; r++) {
+                for (int i = 0; i < N_BATCH; i++)
+                    labels[i] =
+                        (int64_t)(rng_hash4(5, (uint64_t)s, (uint64_t)i, 0) % (uint64_t)rows);
+                step(&c, dx, loss, comb, x, labels, s++, &m, &all[r]);
+                kept += (double)c.n_keep / reps;
+                v[0][r] = all[r].select, v[1][r] = all[r].forward, v[2][r] = all[r].backward;
+                v[3][r] = all[r].sgd, v[4][r] = all[r].total;
+            }
+            double med[5];
+            for (int k = 0; k < 5; k++) med[k] = median(v[k], reps);
+            /* bare SGEMMs for the last step's K (its buffers hold valid data) */
+            const int K = (int)c.n_keep;
+            double g[MAX_REPS];
+            t0 = now();
+            sgemms(&c, K);
+            const int greps = reps_for(now() - t0);
+            for (int r = 0; r < greps; r++) {
+                t0 = now();
+                sgemms(&c, K);
+                g[r] = now() - t0;
+            }
+            const double gm = median(g, greps), flop = 3.0 * 2.0 * N_BATCH * (double)K * DIM;
+            printf("%9lld %4.2f %9.0f %3d %9.1f %8.1f %8.1f %8.1f %8.1f %9.1f %6.0f %6.2f %3d\n",
+                   (long long)rows, (double)rates[ri], kept, threads[ti], 1e3 * med[4],
+                   1e3 * med[0], 1e3 * med[1], 1e3 * med[2], 1e3 * med[3], 1e3 * gm,
+                   flop / gm * 1e-9, med[4] / gm, reps);
+            fflush(stdout);
+        }
+    }
+    free(x);
+    free(dx);
+    classifier_destroy(&c);
+}
+
+int main(int argc, char **argv) {
+    int64_t rows_list[16] = {100000, 1000000};
+    int n_rows = 2;
+    if (argc > 1) {
+        n_rows = 0;
+        for (int a = 1; a < argc && n_rows < 16; a++) {
+            char *end;
+            const long long r = strtoll(argv[a], &end, 10);
+            if (*end || r <= 0) {
+                fprintf(stderr, "usage: bench_classifier [ROWS...]  ('%s' is not a row count)\n",
+                        argv[a]);
+                return 2;
+            }
+            rows_list[n_rows++] = r;
+        }
+    }
+    const int t_max = openblas_get_num_threads();
+    const int threads[2] = {1, t_max};
+    const int n_threads = t_max > 1 ? 2 : 1;
+    printf("# OpenBLAS %s, core %s, %d threads by default; N = %d, D = %d, ArcFace s = 64\n",
+           openblas_get_config(), openblas_get_corename(), t_max, N_BATCH, DIM);
+    printf("# times in ms (median); K = kept rows (mean); sgemm = the step's 3 SGEMMs alone\n");
+    printf("#    rows rate         K thr   step_ms   select  forward backward      sgd  sgemm_ms "
+           "GFLOPS step/sgemm reps\n");
+    for (int i = 0; i < n_rows; i++) bench_rows(rows_list[i], threads, n_threads);
+    return 0;
+}
