@@ -21,6 +21,9 @@ _Static_assert((int)WIRE_FORWARD == (int)ARCFACE__MSG_TYPE__MSG_FORWARD,
                "WIRE_FORWARD mirrors the proto");
 _Static_assert((int)WIRE_GRADIENT == (int)ARCFACE__MSG_TYPE__MSG_GRADIENT,
                "WIRE_GRADIENT mirrors the proto");
+_Static_assert((int)WIRE_STOP == (int)ARCFACE__MSG_TYPE__MSG_STOP, "WIRE_STOP mirrors the proto");
+_Static_assert((int)WIRE_FLAG_STOP_REQUESTED == (int)ARCFACE__FLAG__FLAG_STOP_REQUESTED,
+               "WIRE_FLAG_STOP_REQUESTED mirrors the proto");
 
 /* Frames of a message without the identity: header, payload 0, payload 1. */
 #define WIRE_FRAMES 3
@@ -55,6 +58,10 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 /* Bytes of payload 0 per row: int64 labels (FORWARD) or float loss (GRADIENT). */
+static const char *type_name(uint32_t type) {
+    return type == WIRE_FORWARD ? "forward" : type == WIRE_GRADIENT ? "gradient" : "stop";
+}
+
 static size_t frame0_row_bytes(uint32_t type) {
     return type == WIRE_FORWARD ? sizeof(int64_t) : sizeof(float);
 }
@@ -124,7 +131,10 @@ int wire_send(void *socket, const uint8_t *identity, size_t identity_len, const 
               const void *frame0, size_t bytes0, const void *frame1, size_t bytes1, char *err,
               size_t errlen) {
     CHECK(socket && h, "wire_send needs a socket and a header");
-    CHECK(h->type == WIRE_FORWARD || h->type == WIRE_GRADIENT, "unknown message type %u", h->type);
+    CHECK(h->type == WIRE_FORWARD || h->type == WIRE_GRADIENT || h->type == WIRE_STOP,
+          "unknown message type %u", h->type);
+    CHECK((h->type == WIRE_STOP) == (h->rows == 0), "%u rows in a message of type %u", h->rows, h->type);
+    CHECK((h->flags & ~WIRE_KNOWN_FLAGS) == 0, "unknown flags 0x%x", h->flags);
     CHECK(identity_len <= WIRE_MAX_IDENTITY && (identity_len == 0 || identity),
           "identity of %zu bytes", identity_len);
     CHECK(bytes0 == (size_t)h->rows * frame0_row_bytes(h->type),
@@ -144,6 +154,8 @@ int wire_send(void *socket, const uint8_t *identity, size_t identity_len, const 
     pb.rows = h->rows;
     pb.dim = h->dim;
     pb.dtype = ARCFACE__DTYPE__DTYPE_F32;
+    pb.has_flags = h->flags != 0;
+    pb.flags = h->flags;
     pb.checksum = crc32c_update(crc32c_update(0, frame0, bytes0), frame1, bytes1);
 
     uint8_t packed[WIRE_MAX_HEADER_BYTES];
@@ -225,6 +237,7 @@ static WireStatus check_header(const Arcface__Header *pb, const WireLimits *lim,
     h->sender = pb->sender;
     h->rows = pb->rows;
     h->dim = pb->dim;
+    h->flags = pb->has_flags ? pb->flags : 0;
     if (pb->version != WIRE_VERSION) {
         set_err(err, errlen, "protocol version %u from rank %u, this build speaks %d", pb->version,
                 pb->sender, WIRE_VERSION);
@@ -235,8 +248,14 @@ static WireStatus check_header(const Arcface__Header *pb, const WireLimits *lim,
                 "(a stray process of another job?)", pb->token, pb->sender);
         return WIRE_ERR_TOKEN;
     }
-    if (pb->type != ARCFACE__MSG_TYPE__MSG_FORWARD && pb->type != ARCFACE__MSG_TYPE__MSG_GRADIENT) {
+    if (pb->type != ARCFACE__MSG_TYPE__MSG_FORWARD && pb->type != ARCFACE__MSG_TYPE__MSG_GRADIENT &&
+        pb->type != ARCFACE__MSG_TYPE__MSG_STOP) {
         set_err(err, errlen, "unknown message type %d from rank %u", (int)pb->type, pb->sender);
+        return WIRE_ERR_TYPE;
+    }
+    if (h->flags & ~WIRE_KNOWN_FLAGS) {
+        set_err(err, errlen, "unknown flags 0x%x from rank %u (flags 0x%x)", h->flags & ~WIRE_KNOWN_FLAGS,
+                pb->sender, h->flags);
         return WIRE_ERR_TYPE;
     }
     if (pb->dtype != ARCFACE__DTYPE__DTYPE_F32) {
@@ -248,8 +267,9 @@ static WireStatus check_header(const Arcface__Header *pb, const WireLimits *lim,
         set_err(err, errlen, "dim %u from rank %u, expected %u", pb->dim, pb->sender, lim->dim);
         return WIRE_ERR_SIZE;
     }
-    if (pb->rows == 0) {
-        set_err(err, errlen, "message from rank %u has 0 rows", pb->sender);
+    if (pb->type == ARCFACE__MSG_TYPE__MSG_STOP ? pb->rows != 0 : pb->rows == 0) {
+        set_err(err, errlen, "%s message from rank %u has %u rows", pb->type == ARCFACE__MSG_TYPE__MSG_STOP ?
+                "a stop" : "a data", pb->sender, pb->rows);
         return WIRE_ERR_SIZE;
     }
     if (pb->rows > lim->max_rows) {
@@ -374,7 +394,7 @@ WireStatus wire_recv(void *socket, int router, WireMessage *msg, const WireLimit
         size_t got = zmq_msg_size(pay[i]);
         if (got != want[i]) {
             set_err(err, errlen, "frame %d has %zu bytes, header implies %zu (%s, rows %u, dim %u, "
-                    "rank %u)", i, got, want[i], h->type == WIRE_FORWARD ? "forward" : "gradient",
+                    "rank %u)", i, got, want[i], type_name(h->type),
                     h->rows, h->dim, h->sender);
             st = WIRE_ERR_SIZE;
             goto done;

@@ -5,6 +5,8 @@
  *     [header]    packed arcface.Header (proto/arcface.proto)
  *     [payload 0] FORWARD: labels int64[rows]      GRADIENT: loss float[rows]
  *     [payload 1] FORWARD: embeddings float[rows*dim]  GRADIENT: dX float[rows*dim]
+ * A STOP (worker -> server: the job ends after `step` steps) has rows 0 and
+ * two empty payload frames.
  * Arrays are raw little-endian (the machine's; checked at compile time), and
  * the header carries a CRC32C over payload 0 then payload 1.
  *
@@ -21,7 +23,11 @@
 #define WIRE_VERSION 1
 
 /* Message types; equal to arcface.MsgType's values. */
-enum { WIRE_FORWARD = 1, WIRE_GRADIENT = 2 };
+enum { WIRE_FORWARD = 1, WIRE_GRADIENT = 2, WIRE_STOP = 3 };
+
+/* Header flag bits; equal to arcface.Flag's values. */
+enum { WIRE_FLAG_STOP_REQUESTED = 1u };
+#define WIRE_KNOWN_FLAGS ((uint32_t)WIRE_FLAG_STOP_REQUESTED)
 
 /* Largest identity frame a ROUTER may hand us (ZeroMQ routing ids are 1..255
  * bytes) and largest header frame we are willing to unpack. */
@@ -36,8 +42,9 @@ typedef enum {
     WIRE_ERR_HEADER,    /* header frame too large or does not unpack */
     WIRE_ERR_VERSION,   /* header version != WIRE_VERSION */
     WIRE_ERR_TOKEN,     /* job token differs: a message from another job */
-    WIRE_ERR_TYPE,      /* unknown message type or dtype */
-    WIRE_ERR_SIZE,      /* dim != limits, rows == 0, or a frame size disagrees with the header */
+    WIRE_ERR_TYPE,      /* unknown message type, dtype or flag bit */
+    WIRE_ERR_SIZE,      /* dim != limits, rows == 0 (rows != 0 for STOP), or a frame size
+                           disagrees with the header */
     WIRE_ERR_LIMIT,     /* rows > max_rows, or total size > max_message_bytes */
     WIRE_ERR_CHECKSUM,  /* CRC32C of the payload differs from the header's */
     WIRE_ERR_LABEL,     /* a FORWARD label outside [0, num_classes) */
@@ -48,12 +55,13 @@ typedef enum {
 const char *wire_status_str(WireStatus status);
 
 typedef struct {
-    uint32_t type;   /* WIRE_FORWARD or WIRE_GRADIENT */
+    uint32_t type;   /* WIRE_FORWARD, WIRE_GRADIENT or WIRE_STOP */
     uint64_t token;  /* job token */
     uint64_t step;
     uint32_t sender; /* MPI rank of the sender */
     uint32_t rows;   /* samples */
     uint32_t dim;    /* floats per sample in payload 1 */
+    uint32_t flags;  /* WIRE_FLAG_* bits */
 } WireHeader;
 
 /* What a receiver accepts. Both ends of a job use the same values. */
@@ -104,7 +112,8 @@ void wire_socket_setup(void *socket, const WireLimits *lim, int timeout_ms);
  * identity frame (DEALER); on a ROUTER pass the peer's routing id. Packs h
  * (with version WIRE_VERSION, dtype F32) and the CRC32C of frame0 then frame1.
  * The sizes must match h (caller bug otherwise, CHECKed): bytes0 = rows * 8
- * (FORWARD) or rows * 4 (GRADIENT), bytes1 = rows * dim * 4. The payload is
+ * (FORWARD) or rows * 4 (GRADIENT), bytes1 = rows * dim * 4; a STOP has
+ * rows 0 and no payload. The payload is
  * copied, so the buffers are the caller's again on return.
  * Returns 0, or -1 with the reason (zmq_strerror) in err: the send would have
  * blocked longer than ZMQ_SNDTIMEO (peer not connected or not reading), the
@@ -123,7 +132,8 @@ int wire_send(void *socket, const uint8_t *identity, size_t identity_len, const 
  * Always consumes the whole multipart message, good or bad, so the next call
  * starts at the next message. Checks, in this order, before any payload byte
  * is used: frame count; identity length; header size and unpacking; version;
- * token (constant time); type and dtype; dim == lim->dim; 1 <= rows <= max_rows;
+ * token (constant time); type, dtype and flags; dim == lim->dim; 1 <= rows <=
+ * max_rows (rows == 0 for STOP);
  * each payload frame's size against the header; total size against
  * lim->max_message_bytes; checksum; FORWARD labels in [0, num_classes); all
  * floats finite. The step is not checked: the caller knows which it expects.

@@ -8,6 +8,7 @@
 #include "job.h"
 #include "log.h"
 #include "server.h"
+#include "stop_request.h"
 #include "train_setup.h"
 
 int main(int argc, char **argv) {
@@ -17,6 +18,7 @@ int main(int argc, char **argv) {
     }
     Job job;
     job_init(&job, &argc, &argv, 1, 120.0);
+    stop_request_install();
     TrainConfig cfg;
     char err[1024];
     if (config_from_args(&cfg, argc, argv, err, sizeof err) != 0) job_abort(&job, "config: %s", err);

@@ -4,7 +4,9 @@
  * bounded in time), compute this shard's logits and softmax statistics for the
  * whole global batch, combine the statistics with the other servers
  * (MPI_Iallreduce with a log-sum-exp operator), return to every worker its
- * partial embedding gradient and loss, then update the shard's rows. */
+ * partial embedding gradient and loss, then update the shard's rows. Instead
+ * of a step's FORWARD messages the workers may all send STOP: the job ends
+ * there (a signal asked for it), after that step's checkpoint. */
 #include "server.h"
 
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include "dump.h"
 #include "log.h"
 #include "run_state.h"
+#include "stop_request.h"
 #include "train_setup.h"
 
 /* Rejections are logged in full for the first few, then one in every 1000, so a
@@ -136,13 +139,13 @@ void server_destroy(Server *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* Takes one FORWARD message for `step` if it is valid and new. Returns 1 when
- * it was accepted. */
+/* Takes one FORWARD (or STOP) message for `step` if it is valid and new.
+ * Returns 1 when it was accepted. */
 static int accept_forward(Server *s, int64_t step) {
     const WireHeader *h = &s->msg.header;
     char why[256], expected[32];
-    if (h->type != WIRE_FORWARD) {
-        snprintf(why, sizeof why, "message type %u from a worker, expected FORWARD", h->type);
+    if (h->type != WIRE_FORWARD && h->type != WIRE_STOP) {
+        snprintf(why, sizeof why, "message type %u from a worker, expected FORWARD or STOP", h->type);
         reject(s, why);
         return 0;
     }
@@ -165,6 +168,11 @@ static int accept_forward(Server *s, int64_t step) {
         reject(s, why);
         return 0;
     }
+    if (h->type == WIRE_STOP) {
+        s->have[w] = 1;
+        s->stops++;
+        return 1;
+    }
     if (h->rows != (uint32_t)s->B) {
         snprintf(why, sizeof why, "worker %d sent %u rows, the batch is %d", w, h->rows, s->B);
         reject(s, why);
@@ -179,9 +187,11 @@ static int accept_forward(Server *s, int64_t step) {
 }
 
 /* Gathers the step's FORWARD message of every worker, or ends the job naming
- * the first worker that stayed silent for step_timeout seconds. */
-static void gather_step(Server *s, int64_t step) {
+ * the first worker that stayed silent for step_timeout seconds. Returns 1
+ * when every worker sent STOP instead. */
+static int gather_step(Server *s, int64_t step) {
     memset(s->have, 0, (size_t)s->W);
+    s->stops = 0;
     int got = 0;
     double deadline = now_seconds() + s->cfg->step_timeout;
     while (got < s->W) {
@@ -220,12 +230,17 @@ static void gather_step(Server *s, int64_t step) {
             got += accept_forward(s, step);
         }
     }
+    if (s->stops != 0 && s->stops != s->W)
+        job_abort(s->job, "%d of %d workers sent STOP for step %lld, the others its data: the workers disagree "
+                  "on when to stop (a bug)", s->stops, s->W, (long long)step);
+    return s->stops == s->W;
 }
 
 static void reply_step(Server *s, int64_t step) {
     for (int w = 0; w < s->W; w++) {
         WireHeader h = {.type = WIRE_GRADIENT, .token = s->job->token, .step = (uint64_t)step,
-                        .sender = (uint32_t)s->job->role_rank, .rows = (uint32_t)s->B, .dim = (uint32_t)s->D};
+                        .sender = (uint32_t)s->job->role_rank, .rows = (uint32_t)s->B, .dim = (uint32_t)s->D,
+                        .flags = stop_request_signal() ? WIRE_FLAG_STOP_REQUESTED : 0};
         char err[256];
         if (wire_send(s->router, s->identity[w], s->identity_len[w], &h, s->loss + (size_t)w * s->B,
                       (size_t)s->B * sizeof(float), s->dx + (size_t)w * s->B * s->D,
@@ -250,7 +265,12 @@ static void save_checkpoint(Server *s, int64_t done) {
 void server_run(Server *s) {
     char what[128];
     for (int64_t step = s->start_step; step < run_end_step(s->cfg); step++) {
-        gather_step(s, step);
+        if (gather_step(s, step)) {
+            /* The workers stop after `step` steps; a due checkpoint was saved already. */
+            if (s->cfg->output_dir[0] && !run_checkpoint_due(s->cfg, step)) save_checkpoint(s, step);
+            s->stopped_at = step;
+            break;
+        }
         margin_set_step(&s->margin, s->cfg, step);
         classifier_select(&s->shard, s->labels, s->N, step);
         classifier_forward(&s->shard, s->x, s->labels, s->N, &s->margin);
@@ -273,7 +293,7 @@ void server_run(Server *s) {
 }
 
 int server_write_weights(const Server *s, char *err, size_t errlen) {
-    if (!s->cfg->output_dir[0] || run_end_step(s->cfg) != s->cfg->steps) return 0;
+    if (!s->cfg->output_dir[0] || run_end_step(s->cfg) != s->cfg->steps || s->stopped_at) return 0;
     if (mkdir(s->cfg->output_dir, 0755) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create output_dir '%s': %s", s->cfg->output_dir, strerror(errno));
         return -1;

@@ -27,6 +27,8 @@ typedef struct {
     uint8_t (*identity)[256];/* ZeroMQ routing id of each worker */
     size_t *identity_len;
     uint8_t *have;           /* (W) message of the current step received */
+    int stops;               /* workers that sent STOP instead of the current step */
+    int64_t stopped_at;      /* the step a stop signal ended the run after, else 0 */
     MPI_Datatype stats_type;
     MPI_Op stats_op;
     uint64_t rejected;
@@ -37,10 +39,10 @@ typedef struct {
  * Any failure ends the job with a message. */
 void server_init(Server *s, Job *job, const TrainConfig *cfg);
 /* Runs the synchronous steps [start_step, run_end_step), saving the shard
- * into every due checkpoint. */
+ * into every due checkpoint, until the workers send STOP. */
 void server_run(Server *s);
 /* Writes the shard's rows to output_dir/classifier.<rank>.bin (no-op without
- * output_dir). Returns 0 or -1 with the reason in err. */
+ * output_dir or after a stop). Returns 0 or -1 with the reason in err. */
 int server_write_weights(const Server *s, char *err, size_t errlen);
 void server_destroy(Server *s);
 

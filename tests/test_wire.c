@@ -190,15 +190,17 @@ static void test_round_trips(void *router, void *dealer, WireMessage *rmsg, Wire
         test_fill_uniform(dx, (size_t)rows * DIM, -1e-3f, 1e-3f, 60 + rows);
         dx[0] = -0.0f;
         dx[1] = 1e-40f; /* subnormals are finite and pass */
+        /* The last reply also carries a flag. */
+        uint32_t flags = rows == MAX_ROWS ? WIRE_FLAG_STOP_REQUESTED : 0;
         WireHeader g = {.type = WIRE_GRADIENT, .token = TOKEN, .step = f.h.step, .sender = 0,
-                        .rows = rows, .dim = DIM};
+                        .rows = rows, .dim = DIM, .flags = flags};
         EXPECT(wire_send(router, rmsg->identity, rmsg->identity_len, &g, loss, rows * 4u, dx,
                          (size_t)rows * DIM * 4, err, sizeof err) == 0,
                "wire_send gradient: %s", err);
         st = recv_within(dealer, 0, dmsg, &LIM, err, sizeof err);
         EXPECT(st == WIRE_OK, "gradient rows %u: %s: %s", rows, wire_status_str(st), err);
         EXPECT(dmsg->header.type == WIRE_GRADIENT && dmsg->header.step == f.h.step &&
-                   dmsg->header.rows == rows && dmsg->header.sender == 0,
+                   dmsg->header.rows == rows && dmsg->header.sender == 0 && dmsg->header.flags == flags,
                "gradient header");
         EXPECT(dmsg->frame_bytes[0] == rows * 4u && memcmp(dmsg->frame[0], loss, rows * 4u) == 0,
                "loss differs");
@@ -206,8 +208,15 @@ static void test_round_trips(void *router, void *dealer, WireMessage *rmsg, Wire
                    memcmp(dmsg->frame[1], dx, rows * DIM * 4u) == 0,
                "dx differs");
     }
+    /* A STOP: no rows, empty payload frames, the step it names. */
+    WireHeader stop = {.type = WIRE_STOP, .token = TOKEN, .step = 77, .sender = 3, .rows = 0, .dim = DIM};
+    EXPECT(wire_send(dealer, NULL, 0, &stop, NULL, 0, NULL, 0, err, sizeof err) == 0, "wire_send stop: %s", err);
+    WireStatus st = recv_within(router, 1, rmsg, &LIM, err, sizeof err);
+    EXPECT(st == WIRE_OK && rmsg->header.type == WIRE_STOP && rmsg->header.step == 77 && rmsg->header.rows == 0 &&
+               rmsg->frame_bytes[0] == 0 && rmsg->frame_bytes[1] == 0,
+           "stop round trip: %s (%s)", wire_status_str(st), err);
     /* Nothing waiting: WIRE_AGAIN without consuming anything. */
-    WireStatus st = wire_recv(router, 1, rmsg, &LIM, ZMQ_DONTWAIT, err, sizeof err);
+    st = wire_recv(router, 1, rmsg, &LIM, ZMQ_DONTWAIT, err, sizeof err);
     EXPECT(st == WIRE_AGAIN, "empty socket gave %s", wire_status_str(st));
 }
 
@@ -218,7 +227,7 @@ typedef enum {
     BAD_HUGE_HEADER, BAD_ONE_FRAME, BAD_TWO_FRAMES, BAD_EXTRA_FRAME, BAD_MANY_EXTRA,
     BAD_FRAME1_SHORT, BAD_FRAME0_F32, BAD_ROWS_OVER, BAD_ROWS_ZERO, BAD_DIM, BAD_TYPE, BAD_DTYPE,
     BAD_CHECKSUM, BAD_LABEL_NEG, BAD_LABEL_HIGH, BAD_NAN, BAD_INF, BAD_NEG_INF, BAD_TOTAL_SIZE,
-    BAD_COUNT
+    BAD_FLAGS, BAD_STOP_ROWS, BAD_COUNT
 } BadKind;
 
 static const struct {
@@ -253,6 +262,8 @@ static const struct {
     [BAD_INF] = {"Inf embedding", WIRE_ERR_NONFINITE, "1 non-finite embedding"},
     [BAD_NEG_INF] = {"-Inf embedding", WIRE_ERR_NONFINITE, "first at row 6 column 7"},
     [BAD_TOTAL_SIZE] = {"over max_message_bytes", WIRE_ERR_LIMIT, "exceeds the limit of 300"},
+    [BAD_FLAGS] = {"unknown flag bit", WIRE_ERR_TYPE, "unknown flags 0x4 from rank 3"},
+    [BAD_STOP_ROWS] = {"stop with rows", WIRE_ERR_SIZE, "a stop message from rank 3 has 7 rows"},
 };
 
 /* Sends bad message `kind` from the raw DEALER. */
@@ -339,6 +350,8 @@ static void send_bad(void *raw, BadKind kind) {
     case BAD_NEG_INF: f.x[6 * DIM + 7] = -INFINITY; pb = header_of(&f); break;
     case BAD_TOTAL_SIZE: /* received with max_message_bytes 300; this one is ~290 + header */
         break;
+    case BAD_FLAGS: pb.has_flags = 1; pb.flags = WIRE_FLAG_STOP_REQUESTED | 4u; break;
+    case BAD_STOP_ROWS: pb.type = ARCFACE__MSG_TYPE__MSG_STOP; break;
     case BAD_COUNT: break;
     }
     raw_send_forward(raw, &pb, &f);

@@ -3,7 +3,9 @@
  * Each step: read this worker's shard of the global batch, run the IResNet
  * forward, send embeddings and labels to every parameter server, receive the
  * embedding gradient, run backward, sum the backbone gradients of all workers
- * (MPI_Iallreduce), clip, and apply SGD. Launched with the servers:
+ * (MPI_Iallreduce), clip, and apply SGD. A stop signal on any rank ends the
+ * run at a step boundary all ranks agree on (docs/design.md). Launched with
+ * the servers:
  *     mpirun -np P arcface-ps CONFIG : -np W arcface-worker CONFIG */
 #include <errno.h>
 #include <math.h>
@@ -11,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "check.h"
 #include "config.h"
@@ -24,6 +27,7 @@
 #include "log.h"
 #include "ps_client.h"
 #include "run_state.h"
+#include "stop_request.h"
 #include "train_setup.h"
 
 typedef struct {
@@ -41,6 +45,8 @@ typedef struct {
     LrSchedule schedule;
     float *dembedding, *loss;
     int64_t start_step; /* 0, or the step of the checkpoint resumed */
+    int64_t stopped_at; /* the step a stop signal ended the run after, else 0 */
+    double test_delay;  /* seconds to sleep per step: ARCFACE_TEST_STEP_DELAY_MS, for tests of slow peers */
     FILE *metrics; /* output_dir/metrics.jsonl on worker 0, else NULL */
 } Worker;
 
@@ -175,6 +181,15 @@ static void setup(Worker *wk, int argc, char **argv) {
     wk->dembedding = xcalloc_aligned(B * (size_t)cfg->embedding_size, sizeof(float));
     wk->loss = xcalloc_aligned(B, sizeof(float));
     open_metrics(wk);
+    const char *delay = getenv("ARCFACE_TEST_STEP_DELAY_MS");
+    if (delay && delay[0]) {
+        char *end;
+        double ms = strtod(delay, &end);
+        if (*end || !(ms >= 0 && ms <= 60000))
+            job_abort(job, "ARCFACE_TEST_STEP_DELAY_MS='%s': expected milliseconds in [0, 60000]", delay);
+        wk->test_delay = ms / 1000;
+        log_warn("ARCFACE_TEST_STEP_DELAY_MS: sleeping %.0f ms in every step (a test setting)", ms);
+    }
 }
 
 static void format_duration(char *buf, size_t len, double seconds) {
@@ -202,10 +217,14 @@ static void train(Worker *wk) {
         char err[1024];
         if (loader_get(wk->loader, step, cfg->step_timeout, &images, &labels, err, sizeof err) != 0)
             job_abort(job, "training data: %s", err);
+        if (wk->test_delay > 0) {
+            struct timespec ts = {(time_t)wk->test_delay, (long)((wk->test_delay - (double)(time_t)wk->test_delay) * 1e9)};
+            nanosleep(&ts, NULL); /* a signal may cut it short; that is fine */
+        }
         double t1 = now_seconds();
         const float *emb = iresnet_forward(net, images, B, 1, (uint64_t)step, (uint64_t)job->role_rank * B);
         double t2 = now_seconds();
-        ps_client_exchange(&wk->client, step, labels, emb, wk->dembedding, wk->loss);
+        int server_stop = ps_client_exchange(&wk->client, step, labels, emb, wk->dembedding, wk->loss);
         double t3 = now_seconds();
         paramset_zero_grad(&net->params);
         iresnet_backward(net, wk->dembedding);
@@ -215,18 +234,20 @@ static void train(Worker *wk) {
         double t4 = now_seconds();
 
         /* The servers scaled the gradient by 1/global_batch, so summing the
-         * workers' gradients gives the gradient of the global mean loss. */
-        double loss_sum = 0;
-        for (int i = 0; i < B; i++) loss_sum += wk->loss[i];
+         * workers' gradients gives the gradient of the global mean loss.
+         * Beside the loss travels the stop vote: a signal here or at a server
+         * makes every worker stop after this same step. */
+        double loss_and_stop[2] = {0, stop_request_signal() || server_stop};
+        for (int i = 0; i < B; i++) loss_and_stop[0] += wk->loss[i];
         MPI_Request reqs[2];
         MPI_Iallreduce(MPI_IN_PLACE, net->params.grads, (int)net->params.n_params, MPI_FLOAT, MPI_SUM,
                        job->role_comm, &reqs[0]);
-        MPI_Iallreduce(MPI_IN_PLACE, &loss_sum, 1, MPI_DOUBLE, MPI_SUM, job->role_comm, &reqs[1]);
+        MPI_Iallreduce(MPI_IN_PLACE, loss_and_stop, 2, MPI_DOUBLE, MPI_SUM, job->role_comm, &reqs[1]);
         snprintf(what, sizeof what, "the backbone gradient allreduce of step %lld", (long long)step);
         job_wait(job, &reqs[0], what);
         job_wait(job, &reqs[1], what);
         double t5 = now_seconds();
-        double loss = loss_sum / (double)global_batch;
+        double loss = loss_and_stop[0] / (double)global_batch;
         if (!isfinite(loss)) job_abort(job, "the loss of step %lld is %g: training diverged (lower lr?)", (long long)step, loss);
         clip_grad_norm(&net->params, cfg->grad_clip);
         float lr = lr_at(&wk->schedule, step);
@@ -262,18 +283,36 @@ static void train(Worker *wk) {
             window_steps = 0;
             memset(&acc, 0, sizeof acc);
         }
-        if (cfg->verify_every > 0 && done % cfg->verify_every == 0 && done != cfg->steps)
+        int stopping = loss_and_stop[1] > 0 && done < end;
+        if (stopping) {
+            /* The servers learn the step from this message and save their
+             * rows into the same checkpoint. */
+            ps_client_send_stop(&wk->client, done);
+            if (cfg->output_dir[0] && !run_checkpoint_due(cfg, done)) save_checkpoint(wk, done);
+            wk->stopped_at = done;
+        }
+        if (cfg->verify_every > 0 && done % cfg->verify_every == 0 && done != cfg->steps && !stopping)
             evaluator_run(&wk->eval, net, done, wk->metrics);
         if (run_checkpoint_due(cfg, done)) save_checkpoint(wk, done);
+        if (stopping) break;
     }
-    if (end == cfg->steps) evaluator_run(&wk->eval, net, cfg->steps, wk->metrics);
+    if (wk->stopped_at) {
+        if (job->role_rank == 0)
+            log_info("stopped by a signal after step %lld of %lld%s", (long long)wk->stopped_at, (long long)cfg->steps,
+                     cfg->output_dir[0] ? "; run the same command again to resume from its checkpoint"
+                                        : " (no output_dir: nothing saved)");
+    } else if (end == cfg->steps) {
+        evaluator_run(&wk->eval, net, cfg->steps, wk->metrics);
+    }
 }
 
 /* output_dir/backbone.bin: every parameter, then every BatchNorm running
  * statistic (averaged over the workers by the final verification); meta =
  * (depth, width, embedding size, parameter count). */
 static void write_backbone(Worker *wk) {
-    if (wk->job.role_rank != 0 || !wk->cfg.output_dir[0] || run_end_step(&wk->cfg) != wk->cfg.steps) return;
+    if (wk->job.role_rank != 0 || !wk->cfg.output_dir[0] || run_end_step(&wk->cfg) != wk->cfg.steps ||
+        wk->stopped_at)
+        return;
     IResNet *net = wk->net;
     char path[600], err[1024];
     snprintf(path, sizeof path, "%s/backbone.bin", wk->cfg.output_dir);
@@ -295,6 +334,7 @@ int main(int argc, char **argv) {
     Worker wk;
     memset(&wk, 0, sizeof wk);
     job_init(&wk.job, &argc, &argv, 0, 120.0);
+    stop_request_install();
     setup(&wk, argc, argv);
     train(&wk);
     write_backbone(&wk);

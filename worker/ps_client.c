@@ -74,11 +74,12 @@ static int accept_reply(PsClient *c, int p, int64_t step) {
     memcpy(c->partials + (size_t)p * c->B * c->D, c->msg.frame[1], (size_t)c->B * c->D * sizeof(float));
     if (p == 0) memcpy(c->loss, c->msg.frame[0], (size_t)c->B * sizeof(float));
     c->have[p] = 1;
+    c->stop_requested |= (h->flags & WIRE_FLAG_STOP_REQUESTED) != 0;
     return 1;
 }
 
-void ps_client_exchange(PsClient *c, int64_t step, const int64_t *labels, const float *embeddings,
-                        float *dx, float *loss) {
+int ps_client_exchange(PsClient *c, int64_t step, const int64_t *labels, const float *embeddings,
+                       float *dx, float *loss) {
     char err[256], who[160];
     for (int p = 0; p < c->P; p++) {
         WireHeader h = {.type = WIRE_FORWARD, .token = c->job->token, .step = (uint64_t)step,
@@ -89,6 +90,7 @@ void ps_client_exchange(PsClient *c, int64_t step, const int64_t *labels, const 
                       job_describe_rank(c->job, c->job->server_world_ranks[p], who, sizeof who), err);
     }
     memset(c->have, 0, (size_t)c->P);
+    c->stop_requested = 0;
     zmq_pollitem_t items[PS_CLIENT_MAX_SERVERS];
     int got = 0;
     double deadline = now_seconds() + c->timeout;
@@ -130,4 +132,16 @@ void ps_client_exchange(PsClient *c, int64_t step, const int64_t *labels, const 
         for (size_t i = 0; i < n; i++) dx[i] += part[i];
     }
     memcpy(loss, c->loss, (size_t)c->B * sizeof(float));
+    return c->stop_requested;
+}
+
+void ps_client_send_stop(PsClient *c, int64_t done) {
+    char err[256], who[160];
+    for (int p = 0; p < c->P; p++) {
+        WireHeader h = {.type = WIRE_STOP, .token = c->job->token, .step = (uint64_t)done,
+                        .sender = (uint32_t)c->job->role_rank, .rows = 0, .dim = (uint32_t)c->D};
+        if (wire_send(c->dealers[p], NULL, 0, &h, NULL, 0, NULL, 0, err, sizeof err) != 0)
+            job_abort(c->job, "cannot send the stop after step %lld to %s: %s", (long long)done,
+                      job_describe_rank(c->job, c->job->server_world_ranks[p], who, sizeof who), err);
+    }
 }

@@ -23,6 +23,7 @@ typedef struct {
     float *partials;     /* (P, B, D) each server's dx, summed in server order */
     float *loss;         /* (B) per-sample loss from server 0 */
     uint8_t *have;       /* (P) */
+    int stop_requested;  /* a reply of this step had WIRE_FLAG_STOP_REQUESTED */
     uint64_t rejected;
 } PsClient;
 
@@ -33,9 +34,14 @@ void ps_client_init(PsClient *c, const Job *job, const TrainConfig *cfg,
 /* Sends (step, labels, embeddings) to every server and waits (bounded by the
  * step timeout) for all their replies. dx (B, D) receives the full gradient of
  * the mean global loss with respect to the embeddings; loss (B) the per-sample
- * losses. A silent server ends the job with a message naming it. */
-void ps_client_exchange(PsClient *c, int64_t step, const int64_t *labels, const float *embeddings,
-                        float *dx, float *loss);
+ * losses. A silent server ends the job with a message naming it. Returns 1
+ * when a server reported a stop signal, else 0. */
+int ps_client_exchange(PsClient *c, int64_t step, const int64_t *labels, const float *embeddings,
+                       float *dx, float *loss);
+
+/* Tells every server that the job stops after `done` steps (instead of
+ * sending step `done`). Failures end the job. */
+void ps_client_send_stop(PsClient *c, int64_t done);
 
 void ps_client_destroy(PsClient *c);
 
