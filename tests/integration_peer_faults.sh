@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
+# Peers that die or lag:
 # A rank killed with SIGKILL in the middle of a step (a crashed node, the OOM
 # killer) ends the whole job with a non-zero status well within 30 s, with a
 # message naming the dead rank and its host, and leaves no process behind;
 # running the same command again resumes from the newest complete checkpoint
 # and ends with the same weights as a run that was never killed. Once for a
-# server, once for a worker. The workers sleep in every step
-# (ARCFACE_TEST_STEP_DELAY_MS) so the kill lands mid-run.
+# server, once for a worker. And a worker much slower than the others
+# makes every step slower but changes no number of the run. The workers sleep
+# in every step (ARCFACE_TEST_STEP_DELAY_MS) so the kill lands mid-run.
 set -euo pipefail
 : "${BUILD_DIR:?}" "${SOURCE_DIR:?}"
 . "$SOURCE_DIR/deploy/mpi-env.sh"
-out=$(mktemp -d /tmp/arcface-kill.XXXXXX)
+out=$(mktemp -d /tmp/arcface-peers.XXXXXX)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$out"' EXIT
 steps=32
 common=(network=r18 width=8 embedding_size=64 synthetic_ids=37 synthetic_images=6 synthetic_holdout_ids=10
@@ -17,9 +19,11 @@ common=(network=r18 width=8 embedding_size=64 synthetic_ids=37 synthetic_images=
         lr=0.0003 checkpoint_every=4 keep_checkpoints=2)
 export ARCFACE_TEST_STEP_DELAY_MS=100
 
-start() { # name -> runs the job in the background, its pid in $job
+start() { # name [slow_ms] -> runs the job in the background, its pid in $job; worker 1 sleeps slow_ms more
   mpirun --bind-to none -np 2 "$BUILD_DIR/arcface-ps" "${common[@]}" output_dir="$out/$1" \
-    : -np 2 "$BUILD_DIR/arcface-worker" "${common[@]}" output_dir="$out/$1" >> "$out/$1.log" 2>&1 &
+    : -np 1 "$BUILD_DIR/arcface-worker" "${common[@]}" output_dir="$out/$1" \
+    : -np 1 env ARCFACE_TEST_STEP_DELAY_MS=$((ARCFACE_TEST_STEP_DELAY_MS + ${2:-0})) \
+      "$BUILD_DIR/arcface-worker" "${common[@]}" output_dir="$out/$1" >> "$out/$1.log" 2>&1 &
   job=$!
 }
 
@@ -38,8 +42,10 @@ rank_pid() { # program name index
 }
 
 echo "== whole: $steps steps, never killed"
+t0=$(date +%s%N)
 start whole
 wait "$job" || { cat "$out/whole.log"; echo "run whole failed"; exit 1; }
+whole_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 
 kill_and_resume() { # name program index
   local name=$1 victim rank rc=0 t0 ms
@@ -74,3 +80,13 @@ kill_and_resume() { # name program index
 
 kill_and_resume server arcface-ps 1
 kill_and_resume worker arcface-worker 0
+
+echo "== slow: worker 1 sleeps 400 ms more in every step"
+t0=$(date +%s%N)
+start slow 400
+wait "$job" || { cat "$out/slow.log"; echo "run slow failed"; exit 1; }
+slow_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+echo "slow: $slow_ms ms for the run, whole: $whole_ms ms"
+# Every step waits for the slow worker (nothing is skipped or stale).
+[ "$slow_ms" -gt $((steps * 500)) ] || { echo "the steps did not wait for the slow worker"; exit 1; }
+python3 "$SOURCE_DIR/tests/compare_runs.py" --steps $steps --loss-rtol 0 --weight-rtol 0 "$out/whole" "$out/slow"
