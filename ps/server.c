@@ -34,8 +34,20 @@ static void stats_combine_op(void *in, void *inout, int *len, MPI_Datatype *type
     margin_stats_combine((SoftmaxStats *)inout, (const SoftmaxStats *)in, *len);
 }
 
-static void reject(Server *s, const char *why) {
+static const char *reject_kind_str(int kind) {
+    switch (kind) {
+    case REJECT_TYPE: return "not FORWARD or STOP";
+    case REJECT_SENDER: return "not a worker";
+    case REJECT_CONNECTION: return "spoofed sender";
+    case REJECT_STEP: return "wrong step";
+    case REJECT_ROWS: return "wrong batch";
+    default: return wire_status_str((WireStatus)kind);
+    }
+}
+
+static void reject(Server *s, int kind, const char *why) {
     s->rejected++;
+    s->rejected_by[kind]++;
     if (s->rejected <= REJECT_LOG_FIRST || s->rejected % REJECT_LOG_EVERY == 0)
         log_warn("rejected message #%llu: %s", (unsigned long long)s->rejected, why);
 }
@@ -146,26 +158,26 @@ static int accept_forward(Server *s, int64_t step) {
     char why[256], expected[32];
     if (h->type != WIRE_FORWARD && h->type != WIRE_STOP) {
         snprintf(why, sizeof why, "message type %u from a worker, expected FORWARD or STOP", h->type);
-        reject(s, why);
+        reject(s, REJECT_TYPE, why);
         return 0;
     }
     if (h->sender >= (uint32_t)s->W) {
         snprintf(why, sizeof why, "sender %u is not a worker of this job (%d workers)", h->sender, s->W);
-        reject(s, why);
+        reject(s, REJECT_SENDER, why);
         return 0;
     }
     int w = (int)h->sender;
     worker_identity(expected, sizeof expected, w);
     if (s->msg.identity_len != strlen(expected) || memcmp(s->msg.identity, expected, s->msg.identity_len) != 0) {
         snprintf(why, sizeof why, "sender %d arrived on a connection that is not %s", w, expected);
-        reject(s, why);
+        reject(s, REJECT_CONNECTION, why);
         return 0;
     }
     if (h->step != (uint64_t)step || s->have[w]) {
         snprintf(why, sizeof why, "worker %d sent step %llu while step %lld %s", w,
                  (unsigned long long)h->step, (long long)step,
                  s->have[w] && h->step == (uint64_t)step ? "was already received (replay)" : "is current");
-        reject(s, why);
+        reject(s, REJECT_STEP, why);
         return 0;
     }
     if (h->type == WIRE_STOP) {
@@ -175,7 +187,7 @@ static int accept_forward(Server *s, int64_t step) {
     }
     if (h->rows != (uint32_t)s->B) {
         snprintf(why, sizeof why, "worker %d sent %u rows, the batch is %d", w, h->rows, s->B);
-        reject(s, why);
+        reject(s, REJECT_ROWS, why);
         return 0;
     }
     memcpy(s->labels + (size_t)w * s->B, s->msg.frame[0], (size_t)s->B * sizeof(int64_t));
@@ -224,7 +236,7 @@ static int gather_step(Server *s, int64_t step) {
             if (st != WIRE_OK) {
                 char why[400];
                 snprintf(why, sizeof why, "%s: %s", wire_status_str(st), err);
-                reject(s, why);
+                reject(s, (int)st, why);
                 continue;
             }
             got += accept_forward(s, step);
@@ -289,7 +301,16 @@ void server_run(Server *s) {
         classifier_sgd_step(&s->shard, lr_at(&s->schedule, step), s->cfg->momentum, s->cfg->weight_decay);
         if (run_checkpoint_due(s->cfg, step + 1)) save_checkpoint(s, step + 1);
     }
-    if (s->rejected) log_warn("%llu messages rejected during the run", (unsigned long long)s->rejected);
+    if (s->rejected) {
+        char by_kind[1024] = "";
+        for (int k = 0, n = 0; k < REJECT_KINDS; k++) {
+            if (!s->rejected_by[k]) continue;
+            size_t used = strlen(by_kind);
+            snprintf(by_kind + used, sizeof by_kind - used, "%s%s %llu", n++ ? ", " : "", reject_kind_str(k),
+                     (unsigned long long)s->rejected_by[k]);
+        }
+        log_warn("%llu messages rejected during the run (%s)", (unsigned long long)s->rejected, by_kind);
+    }
 }
 
 int server_write_weights(const Server *s, char *err, size_t errlen) {

@@ -11,6 +11,11 @@
 #include "optim.h"
 #include "wire.h"
 
+/* Why a server rejected a message: a WireStatus from wire_recv, or one of
+ * the checks the step loop adds. */
+enum { REJECT_TYPE = WIRE_ERR_NONFINITE + 1, REJECT_SENDER, REJECT_CONNECTION, REJECT_STEP, REJECT_ROWS,
+       REJECT_KINDS };
+
 typedef struct {
     Job *job;
     const TrainConfig *cfg;
@@ -31,7 +36,7 @@ typedef struct {
     int64_t stopped_at;      /* the step a stop signal ended the run after, else 0 */
     MPI_Datatype stats_type;
     MPI_Op stats_op;
-    uint64_t rejected;
+    uint64_t rejected, rejected_by[REJECT_KINDS];
     int64_t start_step;      /* 0, or the step of the checkpoint resumed */
 } Server;
 
