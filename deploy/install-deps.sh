@@ -12,6 +12,8 @@ packages=(
   libturbojpeg0-dev                     # JPEG decoding
   python3                               # test helpers (standard library only)
   gnuplot-nox                           # deploy/plot-metrics.sh
+  python3-opencv python3-onnx           # integration_onnx: a real ONNX consumer and checker
+  iproute2                              # integration_multihost: network namespaces
 )
 
 missing=()

@@ -15,11 +15,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "backbone_file.h"
 #include "check.h"
 #include "config.h"
 #include "dataset.h"
 #include "checkpoint.h"
-#include "dump.h"
 #include "evaluate.h"
 #include "iresnet.h"
 #include "job.h"
@@ -306,24 +306,15 @@ static void train(Worker *wk) {
     }
 }
 
-/* output_dir/backbone.bin: every parameter, then every BatchNorm running
- * statistic (averaged over the workers by the final verification); meta =
- * (depth, width, embedding size, parameter count). */
+/* output_dir/backbone.bin (common/backbone_file.h), with the BatchNorm
+ * statistics averaged over the workers by the final verification. */
 static void write_backbone(Worker *wk) {
     if (wk->job.role_rank != 0 || !wk->cfg.output_dir[0] || run_end_step(&wk->cfg) != wk->cfg.steps ||
         wk->stopped_at)
         return;
-    IResNet *net = wk->net;
     char path[600], err[1024];
     snprintf(path, sizeof path, "%s/backbone.bin", wk->cfg.output_dir);
-    size_t n = net->params.n_params + net->n_bn_buffers;
-    float *all = xcalloc_aligned(n, sizeof(float));
-    memcpy(all, net->params.params, net->params.n_params * sizeof(float));
-    memcpy(all + net->params.n_params, net->bn_buffers, net->n_bn_buffers * sizeof(float));
-    int64_t meta[4] = {net->depth, net->width, net->embedding_size, (int64_t)net->params.n_params};
-    int rc = dump_write(path, "backbone", meta, all, n, err, sizeof err);
-    free(all);
-    if (rc != 0) job_abort(&wk->job, "%s", err);
+    if (backbone_save(wk->net, path, err, sizeof err) != 0) job_abort(&wk->job, "%s", err);
 }
 
 int main(int argc, char **argv) {

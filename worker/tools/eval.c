@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backbone_file.h"
 #include "config.h"
-#include "dump.h"
 #include "iresnet.h"
 #include "log.h"
 #include "train_setup.h"
@@ -64,25 +64,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     blas_setup(cfg.threads, 0);
-    int64_t meta[4];
-    float *values;
-    size_t count;
-    if (dump_read(backbone, "backbone", meta, &values, &count, err, sizeof err) != 0) {
+    int batch = cfg.batch_size < 4 ? 4 : cfg.batch_size;
+    IResNet *net = backbone_load(backbone, batch, err, sizeof err);
+    if (!net) {
         log_error("%s", err);
         return 1;
     }
-    int batch = cfg.batch_size < 4 ? 4 : cfg.batch_size;
-    IResNet *net = iresnet_create((int)meta[0], (int)meta[1], (int)meta[2], 0, batch, 0, cfg.seed, err, sizeof err);
-    if (!net || (size_t)meta[3] != net->params.n_params || count != net->params.n_params + net->n_bn_buffers) {
-        log_error("%s: IResNet-%lld width %lld embedding %lld does not match its %zu values%s%s", backbone,
-                  (long long)meta[0], (long long)meta[1], (long long)meta[2], count, net ? "" : ": ", net ? "" : err);
-        free(values);
-        iresnet_destroy(&net);
-        return 1;
-    }
-    memcpy(net->params.params, values, net->params.n_params * sizeof(float));
-    memcpy(net->bn_buffers, values + net->params.n_params, net->n_bn_buffers * sizeof(float));
-    free(values);
     log_info("IResNet-%d width %d, embedding %d, from %s", net->depth, net->width, net->embedding_size, backbone);
 
     VerifySet **sets;
