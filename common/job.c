@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <sched.h>
 #include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -156,43 +157,112 @@ static int all_on_this_host(const Job *job) {
     return 1;
 }
 
+/* The world rank of the first worker on another host than this rank, or -1. */
+static int first_remote_worker(const Job *job) {
+    for (int i = 0; i < job->n_workers; i++) {
+        int r = job->worker_world_ranks[i];
+        if (strcmp(job->hosts[r], job->hosts[job->world_rank]) != 0) return r;
+    }
+    return -1;
+}
+
+static int is_loopback(struct in_addr a) { return (ntohl(a.s_addr) >> 24) == 127; }
+
+static const struct in_addr *ipv4_of(const struct ifaddrs *i) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) return NULL;
+    return &((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr;
+}
+
+/* "lo 127.0.0.1, eth0 10.0.0.5" (IPv4 interfaces of this host) into buf. */
+static void list_interfaces(const struct ifaddrs *ifs, char *buf, size_t len) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (const struct ifaddrs *i = ifs; i && used < len; i = i->ifa_next) {
+        const struct in_addr *a = ipv4_of(i);
+        if (!a) continue;
+        char text[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, a, text, sizeof text);
+        int n = snprintf(buf + used, len - used, "%s%s %s", used ? ", " : "", i->ifa_name, text);
+        if (n < 0) break;
+        used += (size_t)n;
+    }
+    if (!buf[0]) snprintf(buf, len, "none");
+}
+
 int job_bind_address(const Job *job, const char *interface, char *addr, size_t len, char *err,
                      size_t errlen) {
-    struct in_addr parsed;
-    if (interface[0] && inet_pton(AF_INET, interface, &parsed) == 1) {
-        snprintf(addr, len, "%s", interface);
-        return 0;
+    const char *host = job->hosts[job->world_rank];
+    const char *setting = interface, *source = "interface";
+    const char *env = getenv("ARCFACE_INTERFACE");
+    if (!setting[0] && env && env[0]) {
+        setting = env;
+        source = "ARCFACE_INTERFACE";
     }
-    if (!interface[0] && all_on_this_host(job)) {
+    int remote = first_remote_worker(job);
+    char peer[128] = "";
+    if (remote >= 0) job_describe_rank(job, remote, peer, sizeof peer);
+
+    if (!setting[0] && all_on_this_host(job)) {
         snprintf(addr, len, "127.0.0.1");
+        log_info("bind address 127.0.0.1 (auto: every rank runs on host %s; interface and "
+                 "ARCFACE_INTERFACE are empty)", host);
         return 0;
     }
+
     struct ifaddrs *ifs = NULL;
     if (getifaddrs(&ifs) != 0) {
-        snprintf(err, errlen, "getifaddrs failed: cannot list network interfaces");
+        snprintf(err, errlen, "getifaddrs failed on host %s: cannot list network interfaces", host);
         return -1;
     }
-    int found = 0;
-    for (struct ifaddrs *i = ifs; i && !found; i = i->ifa_next) {
-        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
-        const struct in_addr *a = &((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr;
-        int loopback = (ntohl(a->s_addr) >> 24) == 127;
-        if (interface[0] ? strcmp(i->ifa_name, interface) == 0 : !loopback) {
-            inet_ntop(AF_INET, a, addr, (socklen_t)len);
-            found = 1;
-        }
-    }
-    freeifaddrs(ifs);
-    if (!found) {
-        if (interface[0])
-            snprintf(err, errlen, "interface '%s' has no IPv4 address on host %s (set interface = "
-                     "an address or an interface name of this host)", interface, job->hosts[job->world_rank]);
+    char known[512];
+    list_interfaces(ifs, known, sizeof known);
+    struct in_addr want;
+    int is_address = setting[0] && inet_pton(AF_INET, setting, &want) == 1;
+    const struct ifaddrs *chosen = NULL;
+    for (const struct ifaddrs *i = ifs; i && !chosen; i = i->ifa_next) {
+        const struct in_addr *a = ipv4_of(i);
+        if (!a) continue;
+        if (is_address)
+            chosen = a->s_addr == want.s_addr ? i : NULL;
+        else if (setting[0])
+            chosen = strcmp(i->ifa_name, setting) == 0 ? i : NULL;
         else
-            snprintf(err, errlen, "ranks run on several hosts but host %s has no non-loopback IPv4 "
-                     "address; set interface = NAME", job->hosts[job->world_rank]);
-        return -1;
+            chosen = (i->ifa_flags & IFF_UP) && !(i->ifa_flags & IFF_LOOPBACK) && !is_loopback(*a) ? i : NULL;
     }
-    return 0;
+    int rc = -1;
+    if (!chosen) {
+        if (is_address)
+            snprintf(err, errlen, "%s = %s is not an address of host %s; set interface or ARCFACE_INTERFACE "
+                     "to an interface name (the same on every host) or to an address of this host (host %s "
+                     "has: %s)", source, setting, host, host, known);
+        else if (setting[0])
+            snprintf(err, errlen, "host %s has no interface '%s' with an IPv4 address (from %s); set interface "
+                     "or ARCFACE_INTERFACE to one of its interfaces: %s", host, setting, source, known);
+        else
+            snprintf(err, errlen, "ranks run on several hosts but host %s has no non-loopback IPv4 interface "
+                     "that is up; set interface or ARCFACE_INTERFACE to the network between the hosts "
+                     "(host %s has: %s)", host, host, known);
+        goto done;
+    }
+    struct in_addr a = *ipv4_of(chosen);
+    inet_ntop(AF_INET, &a, addr, (socklen_t)len);
+    if (is_loopback(a) && remote >= 0) {
+        snprintf(err, errlen, "%s = %s is the loopback address %s on host %s, which %s cannot reach; set "
+                 "interface or ARCFACE_INTERFACE to the network between the hosts, or leave both empty for "
+                 "the first non-loopback address (host %s has: %s)", source, setting, addr, host, peer, host,
+                 known);
+        goto done;
+    }
+    if (setting[0])
+        log_info("bind address %s (%s = %s, interface %s on host %s)", addr, source, setting, chosen->ifa_name,
+                 host);
+    else
+        log_info("bind address %s (auto: ranks on several hosts, first non-loopback interface %s on host %s; "
+                 "set interface or ARCFACE_INTERFACE to choose another)", addr, chosen->ifa_name, host);
+    rc = 0;
+done:
+    freeifaddrs(ifs);
+    return rc;
 }
 
 void job_finalize(Job *job) {

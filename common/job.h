@@ -49,10 +49,14 @@ const char *job_describe_rank(const Job *job, int world_rank, char *buf, size_t 
  * endpoints[p] is server p's (n_servers entries of JOB_ENDPOINT_LEN). */
 void job_exchange_endpoints(const Job *job, const char *mine, char (*endpoints)[JOB_ENDPOINT_LEN]);
 
-/* The IPv4 address the servers should bind: `interface` when it is an address
- * or an interface name (looked up with getifaddrs); when empty, 127.0.0.1 if
- * every rank runs on this host, else this host's first non-loopback IPv4
- * address. Returns 0, or -1 with a reason in err. */
+/* The IPv4 address the servers should bind. The setting is `interface`, or
+ * the environment variable ARCFACE_INTERFACE when `interface` is empty: an
+ * IPv4 address of this host or an interface name (looked up with getifaddrs).
+ * With neither set (auto): 127.0.0.1 when every rank runs on this host, else
+ * the first non-loopback IPv4 interface that is up. A loopback address is
+ * never given to a worker on another host: that is an error. Logs the address
+ * and why it was chosen (config, environment or auto). Returns 0, or -1 with a
+ * reason that names this host and what to set in err. */
 int job_bind_address(const Job *job, const char *interface, char *addr, size_t len, char *err,
                      size_t errlen);
 
