@@ -14,6 +14,8 @@ packages=(
   gnuplot-nox                           # deploy/plot-metrics.sh
   python3-opencv python3-onnx           # integration_onnx: a real ONNX consumer and checker
   iproute2                              # integration_multihost: network namespaces
+  munge slurmctld slurmd slurm-client   # integration_slurm: a real one-node Slurm
+  slurm-wlm-basic-plugins               #   (its PMIx plugin for srun --mpi=pmix)
 )
 
 missing=()
