@@ -150,7 +150,16 @@ static const ConfigKey KEYS[] = {
             "stop after this many steps with a checkpoint (the schedule still runs to steps); 0 = run to the end"),
     K_INT(threads, "0", 0, 1024, 0, "OpenBLAS threads per process; 0 = library default"),
     /* distribution */
-    K_STRING(interface, "", "address or interface name the servers bind; empty = auto"),
+    K_STRING(interface, "",
+             "IPv4 address or interface name (eth0) the servers bind; empty = the environment variable "
+             "ARCFACE_INTERFACE, else auto: 127.0.0.1 when all ranks share a host, else the first "
+             "non-loopback address"),
+    K_ENUM(encrypt, "none", "none|curve",
+           "curve = encrypt and authenticate the worker-server sockets with libzmq's CURVE (keys made per "
+           "job, public keys shared over MPI); none = plain TCP, every message still checked for the job token"),
+    K_DOUBLE(heartbeat_interval, "1", 0.01, CLOSED, 3600, CLOSED,
+             "seconds between ZMTP heartbeats on the worker-server connections; a peer silent for 3 intervals "
+             "is disconnected"),
     K_DOUBLE(step_timeout, "300", 0, OPEN, 604800, CLOSED,
              "seconds any wait of a step may take before the job is aborted"),
     K_INT64(max_message_bytes, "268435456", 4096, INT64_C(17179869184),

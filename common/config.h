@@ -65,6 +65,8 @@ typedef struct {
     int threads;              /* OpenBLAS threads per process; 0 = library default */
     /* distribution */
     char interface[CONFIG_STR]; /* address or interface name the servers bind; "" = auto */
+    char encrypt[CONFIG_STR]; /* none | curve */
+    double heartbeat_interval; /* seconds between ZMTP heartbeats */
     double step_timeout;      /* seconds any wait of a step may take */
     int64_t max_message_bytes;
 } TrainConfig;

@@ -137,17 +137,20 @@ void job_init(Job *job, int *argc, char ***argv, int is_server, double timeout) 
     job->token = token;
 }
 
-void job_exchange_endpoints(const Job *job, const char *mine, char (*endpoints)[JOB_ENDPOINT_LEN]) {
-    char own[JOB_ENDPOINT_LEN] = {0};
-    snprintf(own, sizeof own, "%s", mine ? mine : "");
-    char (*all)[JOB_ENDPOINT_LEN] = xcalloc_aligned((size_t)job->world_size, JOB_ENDPOINT_LEN);
+void job_allgather_strings(const Job *job, const char *mine, size_t width, char *all, const char *what) {
+    char *own = xcalloc_aligned(width, 1);
+    snprintf(own, width, "%s", mine);
     MPI_Request req;
-    MPI_Iallgather(own, JOB_ENDPOINT_LEN, MPI_CHAR, all, JOB_ENDPOINT_LEN, MPI_CHAR, MPI_COMM_WORLD, &req);
-    job_wait(job, &req, "the servers' endpoints");
-    for (int p = 0; p < job->n_servers; p++) {
-        memcpy(endpoints[p], all[job->server_world_ranks[p]], JOB_ENDPOINT_LEN);
-        endpoints[p][JOB_ENDPOINT_LEN - 1] = '\0';
-    }
+    MPI_Iallgather(own, (int)width, MPI_CHAR, all, (int)width, MPI_CHAR, MPI_COMM_WORLD, &req);
+    job_wait(job, &req, what);
+    for (int r = 0; r < job->world_size; r++) all[(size_t)r * width + width - 1] = '\0';
+    free(own);
+}
+
+void job_exchange_endpoints(const Job *job, const char *mine, char (*endpoints)[JOB_ENDPOINT_LEN]) {
+    char (*all)[JOB_ENDPOINT_LEN] = xcalloc_aligned((size_t)job->world_size, JOB_ENDPOINT_LEN);
+    job_allgather_strings(job, mine ? mine : "", JOB_ENDPOINT_LEN, (char *)all, "the servers' endpoints");
+    for (int p = 0; p < job->n_servers; p++) memcpy(endpoints[p], all[job->server_world_ranks[p]], JOB_ENDPOINT_LEN);
     free(all);
 }
 

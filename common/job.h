@@ -45,6 +45,11 @@ _Noreturn void job_abort(const Job *job, const char *fmt, ...) __attribute__((fo
 /* "rank R (worker 1 on host h)" for messages that name a peer. */
 const char *job_describe_rank(const Job *job, int world_rank, char *buf, size_t len);
 
+/* Collective over the world: every rank contributes `mine` (shorter than
+ * width bytes) and all (world_size x width bytes) receives them in rank order,
+ * each NUL-terminated. `what` names the wait in a timeout message. */
+void job_allgather_strings(const Job *job, const char *mine, size_t width, char *all, const char *what);
+
 /* Every server contributes its endpoint, workers an empty string; on return
  * endpoints[p] is server p's (n_servers entries of JOB_ENDPOINT_LEN). */
 void job_exchange_endpoints(const Job *job, const char *mine, char (*endpoints)[JOB_ENDPOINT_LEN]);

@@ -90,8 +90,9 @@ static void setopt_int(void *socket, int option, int value, const char *name) {
           name, value, zmq_strerror(zmq_errno()));
 }
 
-void wire_socket_setup(void *socket, const WireLimits *lim, int timeout_ms) {
+void wire_socket_setup(void *socket, const WireLimits *lim, int timeout_ms, int heartbeat_ms) {
     CHECK(socket && lim, "wire_socket_setup needs a socket and limits");
+    CHECK(heartbeat_ms > 0, "heartbeat interval %d ms", heartbeat_ms);
     CHECK(timeout_ms > 0, "timeout_ms %d: every wait must be bounded", timeout_ms);
     CHECK(lim->max_message_bytes > 0 && lim->max_message_bytes <= INT64_MAX,
           "max_message_bytes %zu", lim->max_message_bytes);
@@ -106,9 +107,9 @@ void wire_socket_setup(void *socket, const WireLimits *lim, int timeout_ms) {
      * peer from growing the queue to HWM x max_message_bytes of memory. */
     setopt_int(socket, ZMQ_SNDHWM, WIRE_HWM, "ZMQ_SNDHWM");
     setopt_int(socket, ZMQ_RCVHWM, WIRE_HWM, "ZMQ_RCVHWM");
-    setopt_int(socket, ZMQ_HEARTBEAT_IVL, WIRE_HEARTBEAT_IVL_MS, "ZMQ_HEARTBEAT_IVL");
-    setopt_int(socket, ZMQ_HEARTBEAT_TIMEOUT, 3 * WIRE_HEARTBEAT_IVL_MS, "ZMQ_HEARTBEAT_TIMEOUT");
-    setopt_int(socket, ZMQ_HEARTBEAT_TTL, 3 * WIRE_HEARTBEAT_IVL_MS, "ZMQ_HEARTBEAT_TTL");
+    setopt_int(socket, ZMQ_HEARTBEAT_IVL, heartbeat_ms, "ZMQ_HEARTBEAT_IVL");
+    setopt_int(socket, ZMQ_HEARTBEAT_TIMEOUT, 3 * heartbeat_ms, "ZMQ_HEARTBEAT_TIMEOUT");
+    setopt_int(socket, ZMQ_HEARTBEAT_TTL, 3 * heartbeat_ms, "ZMQ_HEARTBEAT_TTL");
     int type = 0;
     size_t len = sizeof type;
     CHECK(zmq_getsockopt(socket, ZMQ_TYPE, &type, &len) == 0, "zmq_getsockopt(ZMQ_TYPE): %s",

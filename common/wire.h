@@ -100,13 +100,12 @@ void wire_message_destroy(WireMessage *msg);
  * (ZeroMQ drops the connection of a peer that sends a larger frame),
  * ZMQ_SNDTIMEO = ZMQ_RCVTIMEO = timeout_ms (> 0: no wait is infinite),
  * ZMQ_SNDHWM = ZMQ_RCVHWM = WIRE_HWM messages per peer, ZMTP heartbeats every
- * WIRE_HEARTBEAT_IVL_MS with a 3x timeout (a dead peer's connection closes
+ * heartbeat_ms (> 0) with a 3x timeout (a dead peer's connection closes
  * within seconds), and on a ROUTER ZMQ_ROUTER_MANDATORY, so that a reply to a
  * vanished worker fails with EHOSTUNREACH instead of disappearing silently.
  * Call before bind/connect. */
 #define WIRE_HWM 16
-#define WIRE_HEARTBEAT_IVL_MS 1000
-void wire_socket_setup(void *socket, const WireLimits *lim, int timeout_ms);
+void wire_socket_setup(void *socket, const WireLimits *lim, int timeout_ms, int heartbeat_ms);
 
 /* Sends one message: [identity] header frame0 frame1. identity_len 0 sends no
  * identity frame (DEALER); on a ROUTER pass the peer's routing id. Packs h

@@ -119,7 +119,18 @@ void server_init(Server *s, Job *job, const TrainConfig *cfg) {
     CHECK(s->zctx != NULL, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
     s->router = zmq_socket(s->zctx, ZMQ_ROUTER);
     CHECK(s->router != NULL, "zmq_socket: %s", zmq_strerror(zmq_errno()));
-    wire_socket_setup(s->router, &s->limits, (int)(cfg->step_timeout * 1000));
+    wire_socket_setup(s->router, &s->limits, (int)(cfg->step_timeout * 1000), (int)(cfg->heartbeat_interval * 1000));
+    CurveKeypair kp;
+    char (*keys)[CURVE_KEY_TEXT];
+    if (curve_job_setup(job, cfg->encrypt, &kp, &keys)) {
+        char (*workers)[CURVE_KEY_TEXT] = xcalloc_aligned((size_t)s->W, CURVE_KEY_TEXT);
+        for (int w = 0; w < s->W; w++) memcpy(workers[w], keys[job->worker_world_ranks[w]], CURVE_KEY_TEXT);
+        if (curve_zap_start(&s->zap, s->zctx, workers, s->W, err, sizeof err) != 0) job_abort(job, "CURVE: %s", err);
+        curve_server_socket(s->router, &kp);
+        explicit_bzero(&kp, sizeof kp);
+        free(workers);
+        free(keys);
+    }
     snprintf(endpoint, sizeof endpoint, "tcp://%s:*", addr);
     if (zmq_bind(s->router, endpoint) != 0)
         job_abort(job, "cannot bind %s: %s", endpoint, zmq_strerror(zmq_errno()));
@@ -135,6 +146,8 @@ void server_init(Server *s, Job *job, const TrainConfig *cfg) {
 
 void server_destroy(Server *s) {
     if (s->router) zmq_close(s->router);
+    uint64_t refused = curve_zap_stop(&s->zap);
+    if (refused) log_warn("%llu CURVE handshakes refused during the run", (unsigned long long)refused);
     if (s->zctx) zmq_ctx_term(s->zctx);
     classifier_destroy(&s->shard);
     wire_message_destroy(&s->msg);

@@ -7,6 +7,7 @@
 
 #include "classifier.h"
 #include "config.h"
+#include "curve.h"
 #include "job.h"
 #include "optim.h"
 #include "wire.h"
@@ -24,6 +25,7 @@ typedef struct {
     LrSchedule schedule;
     ClassifierShard shard;
     void *zctx, *router;
+    CurveZap zap;            /* encrypt = curve: admits the job's workers only */
     WireLimits limits;
     WireMessage msg;         /* receive buffer, reused */
     float *x, *dx, *loss;    /* global batch (N, D), partial gradient (N, D), loss (N) */

@@ -14,10 +14,12 @@ out=$(mktemp -d /tmp/arcface-rogue.XXXXXX)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$out"' EXIT
 args=(embedding_size=16 batch_size=8 steps=8 warmup_steps=2 lr=0.5 num_classes=1000 step_timeout=60 seed=3
       max_message_bytes=65536 threads=1)
-run() { # name attack
-  timeout 300 mpirun --bind-to none -np 2 "$BUILD_DIR/arcface-ps" "${args[@]}" \
-    : -np 1 "$BUILD_DIR/tests/rogue_worker" "$out/$1.replies" "$2" "${args[@]}" > "$out/$1.log" 2>&1 ||
-    { cat "$out/$1.log"; echo "run $1 failed"; exit 1; }
+run() { # name attack [key=value ...]
+  local name=$1 attack=$2
+  shift 2
+  timeout 300 mpirun --bind-to none -np 2 "$BUILD_DIR/arcface-ps" "${args[@]}" "$@" \
+    : -np 1 "$BUILD_DIR/tests/rogue_worker" "$out/$name.replies" "$attack" "${args[@]}" "$@" > "$out/$name.log" 2>&1 ||
+    { cat "$out/$name.log"; echo "run $name failed"; exit 1; }
 }
 run clean 0
 run attacked 1
@@ -40,3 +42,18 @@ for kind in "job token mismatch $(( 8 + 2500 ))" "protocol version mismatch 8" "
   grep -q "$kind" <<< "$summary" || { echo "the summary lacks '$kind'"; exit 1; }
 done
 echo "each server rejected and counted $sent messages, logging $logged of them"
+
+# encrypt = curve: the same numbers; the strangers' connections (own keys,
+# the right server key) are refused at the handshake, so only the messages
+# on the worker's own connection arrive, and each is rejected as before.
+run curve_attacked 1 encrypt=curve
+cmp "$out/clean.replies" "$out/curve_attacked.replies" || { echo "the CURVE run's replies differ"; exit 1; }
+sent=$(sed -n 's/^rogue_worker: sent \([0-9]*\) rejectable.*/\1/p' "$out/curve_attacked.log")
+for p in 0 1; do
+  summary=$(grep "^\[ps $p\] warning: $sent messages rejected during the run" "$out/curve_attacked.log") ||
+    { grep "rejected" "$out/curve_attacked.log" | tail -5; echo "ps $p did not count $sent rejections"; exit 1; }
+  ! grep -q "spoofed sender" <<< "$summary" || { echo "a stranger's message got through CURVE: $summary"; exit 1; }
+  grep -Eq "^\[ps $p\] warning: [0-9]+ CURVE handshakes refused" "$out/curve_attacked.log" ||
+    { grep -i curve "$out/curve_attacked.log" | tail; echo "ps $p refused no CURVE handshake"; exit 1; }
+done
+echo "with CURVE: $summary; $(grep -m1 'CURVE handshakes refused' "$out/curve_attacked.log")"

@@ -418,7 +418,7 @@ static void test_help(void) {
         EXPECT(strstr(help, want), "help lacks key %s", key);
         keys++;
     }
-    EXPECT(keys == 54, "config_print wrote %d keys", keys);
+    EXPECT(keys == 56, "config_print wrote %d keys", keys);
     EXPECT(strstr(help, "  width (int, default 64): [8, 512], a multiple of 8"), "help for width");
     EXPECT(strstr(help, "  dropout (float, default 0): [0, 1)"), "help for dropout");
     EXPECT(strstr(help, "  loss (enum, default arcface): arcface|cosface|softmax|combined"),

@@ -484,7 +484,7 @@ static void test_send_failures(void *ctx, void *router) {
     /* A DEALER with no connection blocks, then gives up after ZMQ_SNDTIMEO. */
     void *lonely = zmq_socket(ctx, ZMQ_DEALER);
     CHECK(lonely, "zmq_socket: %s", zmq_strerror(zmq_errno()));
-    wire_socket_setup(lonely, &LIM, 100);
+    wire_socket_setup(lonely, &LIM, 100, 1000);
     rc = wire_send(lonely, NULL, 0, &f.h, f.labels, labels_bytes(&f), f.x, x_bytes(&f), err,
                    sizeof err);
     EXPECT(rc == -1 && strstr(err, zmq_strerror(EAGAIN)), "unconnected dealer: rc %d, '%s'", rc,
@@ -514,8 +514,8 @@ int main(void) {
     void *dealer = zmq_socket(ctx, ZMQ_DEALER);
     void *raw = zmq_socket(ctx, ZMQ_DEALER);
     CHECK(router && dealer && raw, "zmq_socket: %s", zmq_strerror(zmq_errno()));
-    wire_socket_setup(router, &LIM, POLL_MS);
-    wire_socket_setup(dealer, &LIM, POLL_MS);
+    wire_socket_setup(router, &LIM, POLL_MS, 1000);
+    wire_socket_setup(dealer, &LIM, POLL_MS, 1000);
     int zero = 0, timeout = POLL_MS;
     CHECK(zmq_setsockopt(raw, ZMQ_LINGER, &zero, sizeof zero) == 0, "linger");
     CHECK(zmq_setsockopt(raw, ZMQ_SNDTIMEO, &timeout, sizeof timeout) == 0, "sndtimeo");

@@ -166,10 +166,7 @@ static void setup(Worker *wk, int argc, char **argv) {
     char dir[CKPT_PATH_MAX];
     wk->start_step = run_agree_resume(job, cfg, dir, sizeof dir);
     if (wk->start_step > 0) load_checkpoint(wk, dir);
-    char (*endpoints)[JOB_ENDPOINT_LEN] = xcalloc_aligned((size_t)job->n_servers, JOB_ENDPOINT_LEN);
-    job_exchange_endpoints(job, NULL, endpoints);
-    ps_client_init(&wk->client, job, cfg, endpoints, num_classes);
-    free(endpoints);
+    ps_client_init(&wk->client, job, cfg, num_classes);
 
     if (loader_start(&wk->loader, wk->dataset, cfg, job->role_rank, job->n_workers, wk->start_step,
                      run_end_step(cfg), err, sizeof err) != 0)

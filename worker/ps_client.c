@@ -9,8 +9,7 @@
 #include "check.h"
 #include "log.h"
 
-void ps_client_init(PsClient *c, const Job *job, const TrainConfig *cfg,
-                    char (*endpoints)[JOB_ENDPOINT_LEN], int64_t num_classes) {
+void ps_client_init(PsClient *c, const Job *job, const TrainConfig *cfg, int64_t num_classes) {
     memset(c, 0, sizeof *c);
     c->job = job;
     c->P = job->n_servers;
@@ -28,17 +27,30 @@ void ps_client_init(PsClient *c, const Job *job, const TrainConfig *cfg,
     c->dealers = xcalloc_aligned((size_t)c->P, sizeof(void *));
     c->zctx = zmq_ctx_new();
     CHECK(c->zctx != NULL, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+    CurveKeypair kp;
+    char (*keys)[CURVE_KEY_TEXT];
+    int curve = curve_job_setup(job, cfg->encrypt, &kp, &keys);
+    c->endpoints = xcalloc_aligned((size_t)c->P, JOB_ENDPOINT_LEN);
+    job_exchange_endpoints(job, NULL, c->endpoints);
     char identity[32];
     snprintf(identity, sizeof identity, "worker-%d", job->role_rank);
     for (int p = 0; p < c->P; p++) {
         c->dealers[p] = zmq_socket(c->zctx, ZMQ_DEALER);
         CHECK(c->dealers[p] != NULL, "zmq_socket: %s", zmq_strerror(zmq_errno()));
-        wire_socket_setup(c->dealers[p], &c->limits, (int)(cfg->step_timeout * 1000));
+        wire_socket_setup(c->dealers[p], &c->limits, (int)(cfg->step_timeout * 1000),
+                          (int)(cfg->heartbeat_interval * 1000));
         CHECK(zmq_setsockopt(c->dealers[p], ZMQ_ROUTING_ID, identity, strlen(identity)) == 0,
               "ZMQ_ROUTING_ID: %s", zmq_strerror(zmq_errno()));
-        if (zmq_connect(c->dealers[p], endpoints[p]) != 0)
-            job_abort(job, "cannot connect to ps %d at '%s': %s", p, endpoints[p], zmq_strerror(zmq_errno()));
+        if (curve) {
+            if (!c->server_keys) c->server_keys = xcalloc_aligned((size_t)c->P, CURVE_KEY_TEXT);
+            memcpy(c->server_keys[p], keys[job->server_world_ranks[p]], CURVE_KEY_TEXT);
+            curve_client_socket(c->dealers[p], &kp, c->server_keys[p]);
+        }
+        if (zmq_connect(c->dealers[p], c->endpoints[p]) != 0)
+            job_abort(job, "cannot connect to ps %d at '%s': %s", p, c->endpoints[p], zmq_strerror(zmq_errno()));
     }
+    explicit_bzero(&kp, sizeof kp);
+    free(keys);
 }
 
 void ps_client_destroy(PsClient *c) {
@@ -47,6 +59,8 @@ void ps_client_destroy(PsClient *c) {
     if (c->zctx) zmq_ctx_term(c->zctx);
     wire_message_destroy(&c->msg);
     free(c->dealers);
+    free(c->endpoints);
+    free(c->server_keys);
     free(c->partials);
     free(c->loss);
     free(c->have);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "curve.h"
 #include "job.h"
 #include "wire.h"
 
@@ -18,6 +19,8 @@ typedef struct {
     double timeout;
     void *zctx;
     void **dealers;      /* (P) one DEALER per server */
+    char (*endpoints)[JOB_ENDPOINT_LEN]; /* (P) where they connect */
+    char (*server_keys)[CURVE_KEY_TEXT];  /* (P) their CURVE public keys; NULL without encryption */
     WireLimits limits;
     WireMessage msg;
     float *partials;     /* (P, B, D) each server's dx, summed in server order */
@@ -27,9 +30,11 @@ typedef struct {
     uint64_t rejected;
 } PsClient;
 
-/* Connects to the servers' endpoints (from job_exchange_endpoints). Failures end the job. */
-void ps_client_init(PsClient *c, const Job *job, const TrainConfig *cfg,
-                    char (*endpoints)[JOB_ENDPOINT_LEN], int64_t num_classes);
+/* Collective over the world, where the servers call theirs in server_init:
+ * with encrypt = curve makes this worker's keys and learns the servers'
+ * (curve_job_setup), then learns the servers' endpoints
+ * (job_exchange_endpoints) and connects to each. Failures end the job. */
+void ps_client_init(PsClient *c, const Job *job, const TrainConfig *cfg, int64_t num_classes);
 
 /* Sends (step, labels, embeddings) to every server and waits (bounded by the
  * step timeout) for all their replies. dx (B, D) receives the full gradient of

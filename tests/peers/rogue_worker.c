@@ -15,7 +15,10 @@
  * 2,500 stray messages and a frame over ZMQ_MAXMSGSIZE. Servers must reject
  * each one and change nothing: the replies of an attacked run equal those of
  * a clean one byte for byte (tests/integration_rogue_peer.sh). Prints the
- * number of rejectable messages it sent per server. */
+ * number of rejectable messages it delivered per server. With encrypt = curve
+ * its extra connections are CURVE clients with keys of their own, which the
+ * servers refuse at the handshake: nothing sent on them arrives. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,10 +53,16 @@ typedef struct {
     long sent; /* bad messages the server must count */
 } Attack;
 
-static void send_frames(void *socket, const void *const *data, const size_t *len, int n) {
-    for (int i = 0; i < n; i++)
-        CHECK(zmq_send(socket, data[i], len[i], i + 1 < n ? ZMQ_SNDMORE : 0) >= 0, "zmq_send: %s",
-              zmq_strerror(zmq_errno()));
+/* Returns 1 when the message went out, 0 when the socket has no peer to take
+ * it within its send timeout (a raw connection whose CURVE handshake the
+ * server refused). */
+static int send_frames(void *socket, const void *const *data, const size_t *len, int n) {
+    for (int i = 0; i < n; i++) {
+        if (zmq_send(socket, data[i], len[i], i + 1 < n ? ZMQ_SNDMORE : 0) >= 0) continue;
+        CHECK(zmq_errno() == EAGAIN && i == 0, "zmq_send: %s", zmq_strerror(zmq_errno()));
+        return 0;
+    }
+    return 1;
 }
 
 static Arcface__Header header_of(const Forward *f) {
@@ -80,8 +89,7 @@ static void send_forward(Attack *a, void *socket, const Arcface__Header *pb, con
     CHECK(hn <= sizeof hdr && arcface__header__pack(pb, hdr) == hn, "pack");
     const void *data[5] = {hdr, f->labels, f->x, f->x, f->x};
     size_t len[5] = {hn, f->h.rows * sizeof(int64_t), (size_t)((long)f->h.rows * f->h.dim * 4 + delta1), 16, 16};
-    send_frames(socket, data, len, frames);
-    a->sent++;
+    a->sent += send_frames(socket, data, len, frames);
 }
 
 /* The real message of `step` for these labels and embeddings. */
@@ -114,8 +122,7 @@ static void attack_step(Attack *a, int64_t step, const int64_t *labels, const fl
     {
         const void *data[3] = {junk, f.labels, f.x};
         size_t len[3] = {sizeof junk, f.h.rows * sizeof(int64_t), (size_t)f.h.rows * f.h.dim * 4};
-        send_frames(a->socket, data, len, 3); /* a header that does not decode */
-        a->sent++;
+        a->sent += send_frames(a->socket, data, len, 3); /* a header that does not decode */
     }
     pb = header_of(&f);
     send_forward(a, a->socket, &pb, &f, 2, 0);  /* payload 1 missing */
@@ -176,21 +183,37 @@ static void attack_flood(Attack *a, void *spoof, void *oversize, int64_t step, c
     Forward f = forward_of(a, (uint64_t)step, a->B, labels, x);
     Arcface__Header pb = header_of(&f);
     pb.token = 0x5717a7;
-    for (int i = 0; i < FLOOD; i++) send_forward(a, spoof, &pb, &f, 3, 0);
+    for (int i = 0; i < FLOOD; i++) {
+        long before = a->sent;
+        send_forward(a, spoof, &pb, &f, 3, 0);
+        if (a->sent == before) break; /* refused at the handshake (CURVE): nothing gets through */
+    }
     size_t big = max_message_bytes + 1;
     uint8_t *junk = xcalloc_aligned(big, 1);
     const void *data[3] = {junk, junk, junk};
     size_t len[3] = {16, 8, big};
-    send_frames(oversize, data, len, 3);
+    (void)send_frames(oversize, data, len, 3); /* never counted: ZeroMQ drops it */
     free(junk);
     forward_free(&f);
 }
 
-static void *connect_raw(void *zctx, const char *endpoint, const char *routing_id) {
+/* A DEALER outside the protocol. With a server key it is a CURVE client with
+ * a keypair of its own, which the server's ZAP handler must refuse. It queues
+ * messages only on a connection whose handshake completed (ZMQ_IMMEDIATE), so
+ * a send on a refused one times out and is not counted as delivered. */
+static void *connect_raw(void *zctx, const char *endpoint, const char *routing_id, const char *server_key) {
     void *socket = zmq_socket(zctx, ZMQ_DEALER);
     CHECK(socket != NULL, "zmq_socket: %s", zmq_strerror(zmq_errno()));
-    int zero = 0;
+    int zero = 0, one = 1, timeout_ms = server_key ? 300 : 5000;
     CHECK(zmq_setsockopt(socket, ZMQ_LINGER, &zero, sizeof zero) == 0, "ZMQ_LINGER");
+    CHECK(zmq_setsockopt(socket, ZMQ_IMMEDIATE, &one, sizeof one) == 0, "ZMQ_IMMEDIATE");
+    CHECK(zmq_setsockopt(socket, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms) == 0, "ZMQ_SNDTIMEO");
+    if (server_key) {
+        CurveKeypair stranger;
+        char err[256];
+        CHECK(curve_keypair(&stranger, err, sizeof err) == 0, "%s", err);
+        curve_client_socket(socket, &stranger, server_key);
+    }
     CHECK(zmq_setsockopt(socket, ZMQ_ROUTING_ID, routing_id, strlen(routing_id)) == 0, "ZMQ_ROUTING_ID");
     CHECK(zmq_connect(socket, endpoint) == 0, "connect %s: %s", endpoint, zmq_strerror(zmq_errno()));
     return socket;
@@ -214,20 +237,18 @@ int main(int argc, char **argv) {
     JobData data = job_share_data(&job, &cfg, classes, samples);
     char dir[CKPT_PATH_MAX];
     if (run_agree_resume(&job, &cfg, dir, sizeof dir) != 0) job_abort(&job, "rogue_worker starts fresh only");
-    char (*endpoints)[JOB_ENDPOINT_LEN] = xcalloc_aligned((size_t)job.n_servers, JOB_ENDPOINT_LEN);
-    job_exchange_endpoints(&job, NULL, endpoints);
     PsClient client;
-    ps_client_init(&client, &job, &cfg, endpoints, data.num_classes);
+    ps_client_init(&client, &job, &cfg, data.num_classes);
 
     /* More connections per server: for spoofed and stray messages, and for
      * the oversized frame that gets its connection dropped. */
     void **spoof = xcalloc_aligned((size_t)job.n_servers, sizeof(void *));
     void **oversize = xcalloc_aligned((size_t)job.n_servers, sizeof(void *));
     for (int p = 0; p < job.n_servers; p++) {
-        spoof[p] = connect_raw(client.zctx, endpoints[p], "intruder");
-        oversize[p] = connect_raw(client.zctx, endpoints[p], "oversize");
+        const char *server_key = client.server_keys ? client.server_keys[p] : NULL;
+        spoof[p] = connect_raw(client.zctx, client.endpoints[p], "intruder", server_key);
+        oversize[p] = connect_raw(client.zctx, client.endpoints[p], "oversize", server_key);
     }
-    free(endpoints);
 
     const int B = cfg.batch_size, D = cfg.embedding_size;
     int64_t *labels = xcalloc_aligned((size_t)B, sizeof(int64_t));
