@@ -66,7 +66,17 @@ static const ConfigKey KEYS[] = {
            "(data_path = train.rec, train.idx beside it); folder = data_path/<identity>/<image>"),
     K_STRING(data_path, "", "train.rec (dataset = rec) or the image root (dataset = folder)"),
     K_INT(data_class_limit, "0", 0, 100000000, 0,
-          "dataset = folder: train on the first N identities in sorted order only; 0 = all"),
+          "dataset = folder: train on the first N identities in sorted order only (counted after "
+          "exclude_pairs and exclude_list); 0 = all"),
+    K_STRING(exclude_pairs, "",
+             "dataset = folder: an LFW pairs file (pairs.txt); the people named in fold exclude_fold "
+             "are left out of training (labels stay dense over the kept identities); empty = none"),
+    K_INT(exclude_fold, "0", 0, 1000000, 0,
+          "the fold of exclude_pairs whose people are left out, 1-based as LFW numbers them; "
+          "0 = the people of every fold"),
+    K_STRING(exclude_list, "",
+             "dataset = folder: a text file of identity folder names to leave out, one per line "
+             "('#' comments, blank lines ignored); empty = none"),
     K_FLOAT(crop_fraction, "1", 0, OPEN, 1, CLOSED,
             "images not 112x112: keep the centred square of this fraction of the shorter side, "
             "then resize it to 112x112 (training and verification alike)"),
@@ -75,7 +85,8 @@ static const ConfigKey KEYS[] = {
             "corrupt training images a worker skips (each reported) before the run fails"),
     K_STRING(verify, "synthetic",
              "comma-separated verification sets: synthetic, NAME=PATH.bin (insightface .bin), "
-             "NAME=PAIRS.txt@IMAGE_ROOT (LFW pairs.txt); the name defaults to the file's stem"),
+             "NAME=PAIRS.txt@IMAGE_ROOT (LFW pairs.txt); the name defaults to the file's stem; a suffix "
+             ":fold=K scores fold K alone (thresholds by 10-fold cross-validation inside it)"),
     K_INT(synthetic_ids, "1000", 2, 100000000, 0, "training identities of the synthetic set"),
     K_INT(synthetic_images, "40", 2, 100000, 0, "images per synthetic identity"),
     K_INT(synthetic_holdout_ids, "100", 2, 1000000, 0,
@@ -664,6 +675,16 @@ int config_finalize(TrainConfig *c, char *err, size_t errlen) {
     if (t.data_class_limit != 0 && strcmp(t.dataset, "folder") != 0) {
         set_err(err, errlen, "key 'data_class_limit': only dataset = folder can be limited to its "
                 "first identities");
+        return -1;
+    }
+    if ((t.exclude_pairs[0] || t.exclude_list[0]) && strcmp(t.dataset, "folder") != 0) {
+        set_err(err, errlen, "key '%s': only dataset = folder can leave identities out (dataset is %s)",
+                t.exclude_pairs[0] ? "exclude_pairs" : "exclude_list", t.dataset);
+        return -1;
+    }
+    if (t.exclude_fold != 0 && !t.exclude_pairs[0]) {
+        set_err(err, errlen, "key 'exclude_fold': %d names a fold of exclude_pairs, which is not set",
+                t.exclude_fold);
         return -1;
     }
     if (strcmp(t.dataset, "synthetic") == 0 && t.num_classes != 0 &&

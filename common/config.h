@@ -23,6 +23,9 @@ typedef struct {
     char dataset[CONFIG_STR]; /* synthetic | rec | folder */
     char data_path[CONFIG_STR];
     int data_class_limit;     /* folder: first N identities only; 0 = all */
+    char exclude_pairs[CONFIG_STR]; /* folder: leave out the people of this LFW pairs file ... */
+    int exclude_fold;         /* ... of its fold K (1-based); 0 = of every fold */
+    char exclude_list[CONFIG_STR];  /* folder: leave out the identities named in this file */
     float crop_fraction;      /* centred square kept before resizing to 112x112 */
     int decode_threads;
     int64_t max_bad_images;

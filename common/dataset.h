@@ -27,8 +27,12 @@ void dataset_scratch_init(DatasetScratch *s);
 void dataset_scratch_free(DatasetScratch *s);
 
 /* Opens the training set cfg names (dataset, data_path, data_class_limit,
- * crop_fraction, the synthetic keys). Returns 0, or -1 with a reason naming the
- * file in err. */
+ * exclude_pairs, exclude_fold, exclude_list, crop_fraction, the synthetic
+ * keys). A folder's identities are its sub-folders in strcmp order less the
+ * excluded names; labels are dense over what is kept, and the description says
+ * how many identities and images were left out and how many excluded names
+ * matched no folder. Returns 0, or -1 with a reason naming the file (or key)
+ * in err. */
 int dataset_open(Dataset **out, const TrainConfig *cfg, char *err, size_t errlen);
 void dataset_close(Dataset **d);
 

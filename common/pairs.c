@@ -175,11 +175,11 @@ int pairs_load(PairList *pl, const char *pairs_path, const char *image_root, cha
     pl->n_folds = folds;
     pl->fold_pairs = 2 * half;
     pl->same = calloc((size_t)n, 1);
-    pl->path = calloc(2 * (size_t)n, sizeof *pl->path);
+    pl->path = image_root ? calloc(2 * (size_t)n, sizeof *pl->path) : NULL;
     pl->person = calloc(2 * (size_t)n, sizeof *pl->person);
     pl->number = calloc(2 * (size_t)n, sizeof *pl->number);
     pl->line = calloc((size_t)n, sizeof *pl->line);
-    if (!pl->same || !pl->path || !pl->person || !pl->number || !pl->line) {
+    if (!pl->same || (image_root && !pl->path) || !pl->person || !pl->number || !pl->line) {
         fail(err, errlen, "%s: out of memory for %d pairs", pairs_path, n);
         goto error;
     }
@@ -213,6 +213,11 @@ int pairs_load(PairList *pl, const char *pairs_path, const char *image_root, cha
         }
         pl->same[i] = (uint8_t)same;
         pl->line[i] = l->line;
+    }
+
+    if (!image_root) {
+        free(lines);
+        return 0;
     }
 
     /* Paths: IMAGE_ROOT/Name/Name_%04d.jpg, in one allocation. */

@@ -18,7 +18,8 @@ typedef struct {
     int n_folds;
     int fold_pairs;       /* pairs per fold: the first half same-person, then the different ones */
     uint8_t *same;        /* (n_pairs) 1 for a same-person pair; pair i is in fold i / fold_pairs */
-    char **path;          /* (2 * n_pairs) image paths, pair i is path[2i] and path[2i+1] */
+    char **path;          /* (2 * n_pairs) image paths, pair i is path[2i] and path[2i+1]; NULL when
+                           * loaded without an image root */
     const char **person;  /* (2 * n_pairs) the name of each image's person */
     int *number;          /* (2 * n_pairs) each image's number in its person's folder */
     int *line;            /* (n_pairs) the pairs file line that named pair i */
@@ -30,9 +31,11 @@ typedef struct {
  * lines, 3 fields on every same-person line and 4 on every different-person
  * line (by position within the fold), image numbers positive integers, names
  * usable as folder names, and that every image it names exists under
- * image_root. Returns 0, or -1 with "pairs_path:LINE: ..." in err (for missing
- * images: how many and the first one); on failure *pl is zeroed, so pairs_free
- * is harmless either way. */
+ * image_root. With image_root NULL only the names are read (path and
+ * path_text stay NULL, no image is looked for), e.g. to leave the people of a
+ * fold out of a training set. Returns 0, or -1 with "pairs_path:LINE: ..." in
+ * err (for missing images: how many and the first one); on failure *pl is
+ * zeroed, so pairs_free is harmless either way. */
 int pairs_load(PairList *pl, const char *pairs_path, const char *image_root, char *err, size_t errlen);
 
 /* The people who appear in any pair of fold (0 <= fold < n_folds), sorted by

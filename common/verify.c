@@ -135,6 +135,37 @@ error:
     return -1;
 }
 
+int verify_fold_order(int *order, const uint8_t *same, int first, int count, int folds, char *err, size_t errlen) {
+    if (folds < 1 || count < 0) {
+        snprintf(err, errlen, "cannot split %d pairs into %d folds", count, folds);
+        return -1;
+    }
+    int n_same = 0;
+    for (int i = first; i < first + count; i++) n_same += same[i] != 0;
+    int n_diff = count - n_same;
+    if (n_same % folds != 0 || n_diff % folds != 0) {
+        snprintf(err, errlen, "the fold's %d same and %d different pairs do not split into %d equal parts", n_same,
+                 n_diff, folds);
+        return -1;
+    }
+    /* Part p takes same pairs [p*S, (p+1)*S) and different pairs [p*D, (p+1)*D)
+     * of the fold, counted in order of appearance. */
+    const int S = n_same / folds, D = n_diff / folds;
+    int seen_same = 0, seen_diff = 0;
+    for (int i = first; i < first + count; i++) {
+        if (same[i]) {
+            int p = seen_same / S;
+            order[p * (S + D) + seen_same % S] = i;
+            seen_same++;
+        } else {
+            int p = seen_diff / D;
+            order[p * (S + D) + S + seen_diff % D] = i;
+            seen_diff++;
+        }
+    }
+    return 0;
+}
+
 void verify_format(char *buf, size_t len, const char *name, int64_t step, const VerifyResult *r) {
     snprintf(buf, len, "[%s][%" PRId64 "]Accuracy-Flip: %1.5f+-%1.5f", name, step, r->accuracy_mean,
              r->accuracy_std);

@@ -36,6 +36,19 @@ typedef struct {
 int verify_kfold(VerifyResult *r, const float *scores, const uint8_t *same, int n, int folds,
                  char *err, size_t errlen);
 
+/* The pairs [first, first + count) of one fold of a larger set, ordered for
+ * k-fold cross-validation inside that fold: order[j] (0 <= j < count) is a
+ * pair index such that, cut into `folds` consecutive equal parts, part p holds
+ * the p-th of `folds` equal runs of the fold's same pairs followed by the p-th
+ * run of its different pairs, each in their original order. Every part then
+ * has the fold's balance of same and different pairs (LFW: 30 + 30 of a
+ * fold's 300 + 300), as LFW's own folds do; without it the consecutive parts
+ * of an LFW fold would hold only same or only different pairs. same is indexed
+ * like the whole set. Returns 0, or -1 with a reason in err when the fold's
+ * same or different pairs do not split into `folds` equal runs (order is
+ * unaltered then). */
+int verify_fold_order(int *order, const uint8_t *same, int first, int count, int folds, char *err, size_t errlen);
+
 /* Formats like insightface, "[name][step]Accuracy-Flip: 0.99500+-0.00300",
  * into buf (truncated to len). Can't fail. */
 void verify_format(char *buf, size_t len, const char *name, int64_t step, const VerifyResult *r);

@@ -17,7 +17,9 @@ typedef enum { SET_SYNTHETIC, SET_BIN, SET_PAIRS } SetKind;
 struct VerifySet {
     SetKind kind;
     char name[64];
-    int n_pairs;
+    char protocol[160]; /* what verify_set_protocol says */
+    int n_pairs;        /* the pairs scored: all of the source's, or one fold's */
+    int *order;         /* (n_pairs) a fold's pairs as indices in the source; NULL = all, in order */
     float crop;
     uint64_t seed;
     SyntheticPair *synthetic; /* (n_pairs) */
@@ -34,6 +36,66 @@ static void stem_of(char *out, size_t len, const char *path) {
     if (dot && dot != out) *dot = '\0';
 }
 
+/* Cuts a trailing ":fold=K" off spec and returns K (>= 1), 0 when there is
+ * none, -1 when K is not a positive integer. */
+static int cut_fold(char *spec) {
+    char *mark = strstr(spec, ":fold=");
+    if (!mark) return 0;
+    for (char *next; (next = strstr(mark + 1, ":fold=")) != NULL;) mark = next;
+    const char *digits = mark + strlen(":fold=");
+    long k = 0;
+    if (!*digits) return -1;
+    for (const char *c = digits; *c; c++) {
+        if (*c < '0' || *c > '9' || k > 1000000) return -1;
+        k = 10 * k + (*c - '0');
+    }
+    *mark = '\0';
+    return k >= 1 ? (int)k : -1;
+}
+
+/* Pair i of the source (before any fold selection). */
+static int source_same(const VerifySet *v, int i) {
+    switch (v->kind) {
+    case SET_SYNTHETIC: return v->synthetic[i].same;
+    case SET_BIN: return v->bin.same[i];
+    case SET_PAIRS: return v->pairs.same[i];
+    }
+    return 0;
+}
+
+/* Narrows an open set to fold k (1-based) of its source's folds (a pairs
+ * file's own count, else 10 consecutive equal folds), reordered so that
+ * 10-fold cross-validation inside the fold sees balanced parts. */
+static int select_fold(VerifySet *v, int k, const char *spec, char *err, size_t errlen) {
+    int n = v->n_pairs, folds = v->kind == SET_PAIRS ? v->pairs.n_folds : 10;
+    if (k > folds) {
+        snprintf(err, errlen, "verification set '%s': fold %d does not exist (the set has %d fold%s: 1 to %d)",
+                 spec, k, folds, folds == 1 ? "" : "s", folds);
+        return -1;
+    }
+    if (n % folds != 0) {
+        snprintf(err, errlen, "verification set '%s': its %d pairs do not split into %d equal folds", spec, n,
+                 folds);
+        return -1;
+    }
+    int per_fold = n / folds, first = (k - 1) * per_fold;
+    uint8_t *same = xcalloc_aligned((size_t)n, 1);
+    for (int i = 0; i < n; i++) same[i] = (uint8_t)source_same(v, i);
+    v->order = xcalloc_aligned((size_t)per_fold, sizeof *v->order);
+    char why[256];
+    int rc = verify_fold_order(v->order, same, first, per_fold, 10, why, sizeof why);
+    free(same);
+    if (rc != 0) {
+        snprintf(err, errlen, "verification set '%s': fold %d: %s", spec, k, why);
+        return -1;
+    }
+    v->n_pairs = per_fold;
+    snprintf(v->protocol, sizeof v->protocol,
+             "%d pairs: fold %d of %d only, threshold by 10-fold cross-validation within the fold", per_fold, k,
+             folds);
+    return 0;
+}
+
 int verify_set_open(VerifySet **out, const char *spec, const TrainConfig *cfg, char *err, size_t errlen) {
     *out = NULL;
     VerifySet *v = xcalloc_aligned(1, sizeof *v);
@@ -41,6 +103,12 @@ int verify_set_open(VerifySet **out, const char *spec, const TrainConfig *cfg, c
     v->seed = cfg->seed;
     char buf[CONFIG_STR];
     snprintf(buf, sizeof buf, "%s", spec);
+    int fold = cut_fold(buf);
+    if (fold < 0) {
+        snprintf(err, errlen, "verification set '%s': ':fold=K' needs a positive fold number K", spec);
+        verify_set_close(&v);
+        return -1;
+    }
     char *path = buf, *eq = strchr(buf, '='), *at;
     if (eq) {
         *eq = '\0';
@@ -49,7 +117,13 @@ int verify_set_open(VerifySet **out, const char *spec, const TrainConfig *cfg, c
     }
     at = strchr(path, '@');
     if (at) *at = '\0';
-    if (!v->name[0]) stem_of(v->name, sizeof v->name, path);
+    if (!v->name[0]) {
+        stem_of(v->name, sizeof v->name, path);
+        if (fold) {
+            size_t len = strlen(v->name);
+            snprintf(v->name + len, sizeof v->name - len, "-fold%d", fold);
+        }
+    }
     int rc = 0;
     if (strcmp(path, "synthetic") == 0 && !at) {
         v->kind = SET_SYNTHETIC;
@@ -78,6 +152,10 @@ int verify_set_open(VerifySet **out, const char *spec, const TrainConfig *cfg, c
                  "of 10", spec, v->n_pairs);
         rc = -1;
     }
+    if (rc == 0)
+        snprintf(v->protocol, sizeof v->protocol, "%d pairs: 10 folds, threshold chosen on the other 9",
+                 v->n_pairs);
+    if (rc == 0 && fold) rc = select_fold(v, fold, spec, err, errlen);
     if (rc != 0) {
         verify_set_close(&v);
         return -1;
@@ -90,6 +168,7 @@ void verify_set_close(VerifySet **pv) {
     VerifySet *v = pv ? *pv : NULL;
     if (!v) return;
     free(v->synthetic);
+    free(v->order);
     binset_free(&v->bin);
     pairs_free(&v->pairs);
     free(v);
@@ -129,18 +208,17 @@ void verify_sets_close(VerifySet ***sets, int n) {
 const char *verify_set_name(const VerifySet *v) { return v->name; }
 int verify_set_pairs(const VerifySet *v) { return v->n_pairs; }
 
+const char *verify_set_protocol(const VerifySet *v) { return v->protocol; }
+
 int verify_set_same(const VerifySet *v, int pair) {
-    switch (v->kind) {
-    case SET_SYNTHETIC: return v->synthetic[pair].same;
-    case SET_BIN: return v->bin.same[pair];
-    case SET_PAIRS: return v->pairs.same[pair];
-    }
-    return 0;
+    CHECK(pair >= 0 && pair < v->n_pairs, "pair %d of %d", pair, v->n_pairs);
+    return source_same(v, v->order ? v->order[pair] : pair);
 }
 
 int verify_set_image(const VerifySet *v, int pair, int side, DatasetScratch *s, uint8_t *rgb, char *err,
                      size_t errlen) {
     CHECK(pair >= 0 && pair < v->n_pairs && (side == 0 || side == 1), "pair %d side %d", pair, side);
+    if (v->order) pair = v->order[pair];
     char why[512];
     switch (v->kind) {
     case SET_SYNTHETIC: {

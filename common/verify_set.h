@@ -6,8 +6,12 @@
  *   synthetic                      held-out synthetic identities
  *   [NAME=]PATH.bin                insightface .bin (pickled images + issame list)
  *   [NAME=]PAIRS.txt@IMAGE_ROOT    LFW View-2 pairs file and the image folder
- * The name (printed as [NAME][step]Accuracy-Flip: ...) defaults to the file's
- * stem. */
+ * optionally followed by ":fold=K": only the pairs of fold K (1-based; a pairs
+ * file's own folds, else 10 consecutive equal folds), scored by 10-fold
+ * cross-validation within that fold (see verify_fold_order), for a model
+ * trained on the people of the other folds. The name (printed as
+ * [NAME][step]Accuracy-Flip: ...) defaults to the file's stem, plus "-foldK"
+ * for one fold. */
 #ifndef ARCFACE_VERIFY_SET_H
 #define ARCFACE_VERIFY_SET_H
 
@@ -30,6 +34,12 @@ int verify_sets_open(VerifySet ***sets, int *n, const TrainConfig *cfg, char *er
 void verify_sets_close(VerifySet ***sets, int n);
 
 const char *verify_set_name(const VerifySet *v);
+/* The pairs scored and how the threshold is chosen, for the log:
+ * "6000 pairs: 10 folds, threshold chosen on the other 9" or "600 pairs: fold
+ * 1 of 10 only, threshold by 10-fold cross-validation within the fold". */
+const char *verify_set_protocol(const VerifySet *v);
+/* Pairs are numbered 0 .. verify_set_pairs - 1; for one fold, in the balanced
+ * order of verify_fold_order, so verify_kfold with 10 folds applies as is. */
 int verify_set_pairs(const VerifySet *v);
 int verify_set_same(const VerifySet *v, int pair);
 

@@ -329,6 +329,12 @@ static void test_args_and_finalize_errors(void) {
     expect_args_fail(ARGS("warmup_steps=1000"), "key 'warmup_steps': 1000 must be less than steps");
     expect_args_fail(ARGS("num_classes=10"), "key 'num_classes'");
     expect_args_fail(ARGS("max_message_bytes=100000"), "key 'max_message_bytes'");
+    expect_args_fail(ARGS("exclude_pairs=pairs.txt", "exclude_fold=1"),
+                     "key 'exclude_pairs': only dataset = folder can leave identities out (dataset is synthetic)");
+    expect_args_fail(ARGS("dataset=rec", "data_path=t.rec", "exclude_list=names.txt"), "key 'exclude_list'");
+    expect_args_fail(ARGS("dataset=folder", "data_path=/faces", "exclude_fold=2"),
+                     "key 'exclude_fold': 2 names a fold of exclude_pairs, which is not set");
+    expect_args_fail(ARGS("exclude_fold=-1"), "key 'exclude_fold'");
 
     /* ... and what they allow. */
     TrainConfig c;
@@ -345,6 +351,9 @@ static void test_args_and_finalize_errors(void) {
         {ARGS("loss=arcface", "m2=0.3", "m3=0")},
         {ARGS("bn_group=32")},
         {ARGS("warmup_steps=999")},
+        {ARGS("num_classes=2000")},
+        {ARGS("dataset=folder", "data_path=/faces", "exclude_pairs=pairs.txt", "exclude_fold=3",
+              "exclude_list=names.txt")},
         {ARGS("num_classes=2000")},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -418,7 +427,7 @@ static void test_help(void) {
         EXPECT(strstr(help, want), "help lacks key %s", key);
         keys++;
     }
-    EXPECT(keys == 56, "config_print wrote %d keys", keys);
+    EXPECT(keys == 59, "config_print wrote %d keys", keys);
     EXPECT(strstr(help, "  width (int, default 64): [8, 512], a multiple of 8"), "help for width");
     EXPECT(strstr(help, "  dropout (float, default 0): [0, 1)"), "help for dropout");
     EXPECT(strstr(help, "  loss (enum, default arcface): arcface|cosface|softmax|combined"),
@@ -435,7 +444,7 @@ static void test_presets(void) {
         return;
     }
     const char *presets[] = {"demo.conf", "yaleb.conf", "ms1mv2_r50_arcface.conf", "glint360k_r100_cosface.conf",
-                             "webface_r50.conf"};
+                             "webface_r50.conf", "lfw_fold1.conf"};
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
         char path[1024], err[512];
         snprintf(path, sizeof path, "%s/deploy/configs/%s", src, presets[i]);

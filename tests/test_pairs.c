@@ -1,8 +1,9 @@
 /* test_pairs.c -- LFW pairs files: both header forms, both line forms, tabs
  * or spaces, CRLF, blank lines, the people of a fold, and every class of error
- * named with file and line; then the real LFW View 2 pairs.txt when
- * ARCFACE_SOURCE_DIR/../shared/data/faces holds it (skipped with a message
- * otherwise). */
+ * named with file and line; leaving the people of a fold (and of a name list)
+ * out of an image-folder training set; one fold as a verification set; then
+ * the real LFW View 2 pairs.txt when ARCFACE_SOURCE_DIR/../shared/data/faces
+ * holds it (skipped with a message otherwise). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,9 +13,12 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "config.h"
+#include "dataset.h"
 #include "log.h"
 #include "pairs.h"
 #include "testutil.h"
+#include "verify_set.h"
 
 static char g_dir[64];
 static char g_root[128]; /* the image folder */
@@ -172,6 +176,188 @@ static void test_errors(void) {
     pairs_free(&pl);
 }
 
+/* A training folder train/<Name>/<Name>_000k.pgm of 2x2 grey images whose
+ * value is the person's `value`, so a loaded sample shows whose it is. */
+static void make_training_person(const char *train, const char *name, int count, int value) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", train, name);
+    CHECK(mkdir(path, 0755) == 0, "mkdir %s", path);
+    for (int k = 1; k <= count; k++) {
+        snprintf(path, sizeof path, "%s/%s/%s_%04d.pgm", train, name, name, k);
+        FILE *f = fopen(path, "wb");
+        CHECK(f, "fopen %s", path);
+        fprintf(f, "P5 2 2 255\n");
+        for (int i = 0; i < 4; i++) fputc(value, f);
+        CHECK(fclose(f) == 0, "fclose");
+    }
+}
+
+/* Opens train with the overrides; on success checks the identity count, the
+ * images of each kept identity in label order (their pixel values), and that
+ * the description holds `says`. */
+static void expect_training_set(const char *train, const char *const *overrides, int n_over, int classes,
+                                const int *values, const char *says) {
+    TrainConfig c;
+    char err[1024];
+    config_defaults(&c);
+    CHECK(config_set(&c, "dataset", "folder", err, sizeof err) == 0, "%s", err);
+    CHECK(config_set(&c, "data_path", train, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < n_over; i++) {
+        char key[64];
+        const char *eq = strchr(overrides[i], '=');
+        snprintf(key, sizeof key, "%.*s", (int)(eq - overrides[i]), overrides[i]);
+        CHECK(config_set(&c, key, eq + 1, err, sizeof err) == 0, "%s", err);
+    }
+    CHECK(config_finalize(&c, err, sizeof err) == 0, "%s", err);
+    Dataset *d;
+    int rc = dataset_open(&d, &c, err, sizeof err);
+    EXPECT(rc == 0, "%s: %s", overrides[0], err);
+    if (rc != 0) return;
+    fprintf(stderr, "  %s\n", dataset_describe(d));
+    EXPECT(dataset_classes(d) == classes, "%s: %lld classes, expected %d", overrides[0],
+           (long long)dataset_classes(d), classes);
+    EXPECT(strstr(dataset_describe(d), says), "%s: description lacks '%s'", overrides[0], says);
+    DatasetScratch scratch;
+    dataset_scratch_init(&scratch);
+    static uint8_t rgb[112 * 112 * 3];
+    for (int64_t i = 0; i < dataset_size(d); i++) {
+        int64_t label;
+        EXPECT(dataset_load(d, i, &scratch, rgb, &label, err, sizeof err) == 0, "%s", err);
+        EXPECT(label >= 0 && label < classes && rgb[0] == values[label] && rgb[112 * 112 * 3 - 1] == values[label],
+               "%s: sample %lld has label %lld and value %d", overrides[0], (long long)i, (long long)label, rgb[0]);
+        EXPECT(i == 0 || label >= 0, "labels");
+    }
+    dataset_scratch_free(&scratch);
+    dataset_close(&d);
+}
+
+static void expect_training_error(const char *train, const char *key, const char *value, const char *frag) {
+    TrainConfig c;
+    char err[1024] = "";
+    config_defaults(&c);
+    CHECK(config_set(&c, "dataset", "folder", err, sizeof err) == 0 &&
+              config_set(&c, "data_path", train, err, sizeof err) == 0,
+          "%s", err);
+    CHECK(config_set(&c, "exclude_pairs", "", err, sizeof err) == 0, "%s", err);
+    if (strcmp(key, "exclude_fold") == 0) {
+        char pairs[256];
+        snprintf(pairs, sizeof pairs, "%s/exclude_pairs.txt", g_dir);
+        CHECK(config_set(&c, "exclude_pairs", pairs, err, sizeof err) == 0, "%s", err);
+    }
+    CHECK(config_set(&c, key, value, err, sizeof err) == 0, "%s", err);
+    Dataset *d = NULL;
+    EXPECT(dataset_open(&d, &c, err, sizeof err) == -1 && d == NULL && strstr(err, frag),
+           "%s=%s: expected '%s' in: %s", key, value, frag, err);
+    fprintf(stderr, "  refused as expected: %s\n", err);
+    dataset_close(&d);
+}
+
+/* Leaving out the people of a fold: the pairs file names people with and
+ * without folders (Zed has none, and no image of the pairs need exist: the
+ * training set is not where the pairs' images live). */
+static void test_exclude(void) {
+    char train[160], pairs[256], list[256], arg_pairs[300], arg_list[300];
+    snprintf(train, sizeof train, "%s/train", g_dir);
+    CHECK(mkdir(train, 0755) == 0, "mkdir %s", train);
+    make_training_person(train, "Alice", 3, 10);
+    make_training_person(train, "Bob", 2, 20);
+    make_training_person(train, "Carol", 2, 30);
+    make_training_person(train, "Dave_X", 1, 40);
+    snprintf(pairs, sizeof pairs, "%s/exclude_pairs.txt", g_dir);
+    write_text(pairs, "2 1\nAlice 1 2\nAlice 1 Zed 1\nBob 1 2\nBob 9 Carol 1\n");
+    snprintf(list, sizeof list, "%s/exclude_list.txt", g_dir);
+    write_text(list, "# people to leave out\n  Carol \r\n\nNobody\n");
+    snprintf(arg_pairs, sizeof arg_pairs, "exclude_pairs=%s", pairs);
+    snprintf(arg_list, sizeof arg_list, "exclude_list=%s", list);
+
+    /* A names-only load: no paths, no image looked for. */
+    PairList pl;
+    char err[512];
+    EXPECT(pairs_load(&pl, pairs, NULL, err, sizeof err) == 0, "names only: %s", err);
+    EXPECT(pl.n_pairs == 4 && pl.path == NULL && strcmp(pl.person[3], "Zed") == 0, "names only");
+    pairs_free(&pl);
+
+    const int all[] = {10, 20, 30, 40}, no_fold1[] = {20, 30, 40}, only_dave[] = {40}, alice_dave[] = {10, 40},
+              alice[] = {10};
+    expect_training_set(train, (const char *[]){"data_class_limit=0"}, 1, 4, all, "(8 images of 4 identities)");
+    expect_training_set(train, (const char *[]){arg_pairs, "exclude_fold=1"}, 2, 3, no_fold1,
+                        "(5 images of 3 identities); left out 1 identity (3 images): the 2 people of fold 1 of");
+    expect_training_set(train, (const char *[]){arg_pairs, "exclude_fold=1"}, 2, 3, no_fold1,
+                        "; 1 of these names matches no folder");
+    expect_training_set(train, (const char *[]){arg_pairs}, 1, 1, only_dave,
+                        "left out 3 identities (7 images): the 4 people of all 2 folds of");
+    expect_training_set(train, (const char *[]){arg_pairs, "exclude_fold=2", arg_list}, 3, 2, alice_dave,
+                        "left out 2 identities (4 images): the 2 people of fold 2 of");
+    expect_training_set(train, (const char *[]){arg_list, arg_pairs, "exclude_fold=2"}, 3, 2, alice_dave,
+                        "and the 2 names of");
+    expect_training_set(train, (const char *[]){arg_list, arg_pairs, "exclude_fold=2"}, 3, 2, alice_dave,
+                        "; 1 of these names matches no folder");
+    expect_training_set(train, (const char *[]){arg_list, arg_pairs, "exclude_fold=2", "data_class_limit=1"}, 4, 1,
+                        alice, "(3 images of 1 identities)");
+
+    expect_training_error(train, "exclude_fold", "3", "key 'exclude_fold': ");
+    expect_training_error(train, "exclude_fold", "3", "has 2 folds (1 to 2), there is no fold 3");
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/no_such_list.txt", g_dir);
+    expect_training_error(train, "exclude_list", missing, "key 'exclude_list': cannot open");
+    snprintf(missing, sizeof missing, "%s/no_such_pairs.txt", g_dir);
+    expect_training_error(train, "exclude_pairs", missing, "key 'exclude_pairs': ");
+    char bad_list[300];
+    snprintf(bad_list, sizeof bad_list, "%s/bad_list.txt", g_dir);
+    write_text(bad_list, "Alice\n../etc\n");
+    expect_training_error(train, "exclude_list", bad_list, "bad_list.txt:2: '../etc' is not an identity folder name");
+}
+
+/* A pairs.txt verification set narrowed to one fold (":fold=K"): 2 folds of
+ * 10 same + 10 different pairs; fold 2 alone is 20 pairs in the balanced
+ * order (same, different, same, ...: one of each per cross-validation part). */
+static void test_verify_fold(void) {
+    char pairs[256], spec[600], err[1024];
+    snprintf(pairs, sizeof pairs, "%s/tenpairs.txt", g_dir);
+    FILE *f = fopen(pairs, "wb");
+    CHECK(f, "fopen %s", pairs);
+    fprintf(f, "2\t10\n");
+    for (int fold = 0; fold < 2; fold++) {
+        for (int i = 0; i < 10; i++) fprintf(f, "Alice\t%d\t%d\n", 1 + i % 3, 1 + (i + 1) % 3);
+        for (int i = 0; i < 10; i++) fprintf(f, "Bob\t%d\tCarol\t%d\n", 1 + i % 2, 1 + (i + fold) % 2);
+    }
+    CHECK(fclose(f) == 0, "fclose");
+    TrainConfig c;
+    config_defaults(&c);
+    VerifySet *v = NULL;
+    snprintf(spec, sizeof spec, "%s@%s:fold=2", pairs, g_root);
+    EXPECT(verify_set_open(&v, spec, &c, err, sizeof err) == 0, "%s: %s", spec, err);
+    if (v) {
+        EXPECT(verify_set_pairs(v) == 20 && strcmp(verify_set_name(v), "tenpairs-fold2") == 0,
+               "%d pairs, name %s", verify_set_pairs(v), verify_set_name(v));
+        for (int i = 0; i < 20; i++) EXPECT(verify_set_same(v, i) == (i % 2 == 0), "pair %d", i);
+        EXPECT(strcmp(verify_set_protocol(v),
+                      "20 pairs: fold 2 of 2 only, threshold by 10-fold cross-validation within the fold") == 0,
+               "protocol '%s'", verify_set_protocol(v));
+        verify_set_close(&v);
+    }
+    snprintf(spec, sizeof spec, "ten=%s@%s", pairs, g_root);
+    EXPECT(verify_set_open(&v, spec, &c, err, sizeof err) == 0, "%s: %s", spec, err);
+    if (v) {
+        EXPECT(verify_set_pairs(v) == 40 && strcmp(verify_set_name(v), "ten") == 0 && verify_set_same(v, 9) &&
+                   !verify_set_same(v, 10),
+               "whole set: %d pairs, name %s", verify_set_pairs(v), verify_set_name(v));
+        EXPECT(strcmp(verify_set_protocol(v), "40 pairs: 10 folds, threshold chosen on the other 9") == 0,
+               "protocol '%s'", verify_set_protocol(v));
+        verify_set_close(&v);
+    }
+    const char *bad[][2] = {{":fold=3", "fold 3 does not exist (the set has 2 folds: 1 to 2)"},
+                            {":fold=0", "needs a positive fold number"},
+                            {":fold=", "needs a positive fold number"},
+                            {":fold=1x", "needs a positive fold number"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(spec, sizeof spec, "%s@%s%s", pairs, g_root, bad[i][0]);
+        err[0] = '\0';
+        EXPECT(verify_set_open(&v, spec, &c, err, sizeof err) == -1 && v == NULL && strstr(err, bad[i][1]),
+               "%s: expected '%s' in: %s", bad[i][0], bad[i][1], err);
+    }
+}
+
 static void test_real_lfw(void) {
     const char *src = getenv("ARCFACE_SOURCE_DIR");
     char pairs[600], root[600];
@@ -230,6 +416,8 @@ int main(void) {
     make_person("Dave_X", 1);
     test_good();
     test_errors();
+    test_exclude();
+    test_verify_fold();
     test_real_lfw();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);

@@ -146,6 +146,64 @@ static void test_ten_folds_by_hand(void) {
     EXPECT(strcmp(buf, "[lfw][12000]Accuracy-Flip: 0.90000+-0.30000") == 0, "formatted '%s'", buf);
 }
 
+/* One fold scored on its own (a model trained on the people of the other
+ * folds): two folds of 10 same then 10 different pairs; fold 2 (pairs 20..39)
+ * is cut into 10 balanced parts by verify_fold_order, part p = (same pair
+ * 20 + p, different pair 30 + p), which carry the scores of the ten-fold case
+ * above (part 3 inverted) -> 0.9 +- 0.3, every threshold 0.5. Fold 1 holds
+ * inverted scores that would change the result if they leaked in. */
+static void test_one_fold_by_hand(void) {
+    float s[40];
+    uint8_t same[40];
+    for (int i = 0; i < 40; i++) {
+        int fold = i / 20, k = i % 20, is_same = k < 10, p = k % 10;
+        same[i] = (uint8_t)is_same;
+        if (fold == 0)
+            s[i] = is_same ? 0.0f : 1.0f;
+        else if (is_same)
+            s[i] = p == 3 ? 12 / 32.0f : (16 + p + 1) / 32.0f;
+        else
+            s[i] = p == 3 ? 20 / 32.0f : (16 - p - 1) / 32.0f;
+    }
+    int order[20];
+    char err[256];
+    EXPECT(verify_fold_order(order, same, 20, 20, 10, err, sizeof err) == 0, "%s", err);
+    for (int p = 0; p < 10; p++)
+        EXPECT(order[2 * p] == 20 + p && order[2 * p + 1] == 30 + p, "part %d: pairs %d, %d", p, order[2 * p],
+               order[2 * p + 1]);
+    float fs[20];
+    uint8_t fsame[20];
+    for (int j = 0; j < 20; j++) {
+        fs[j] = s[order[j]];
+        fsame[j] = same[order[j]];
+    }
+    VerifyResult r;
+    EXPECT(verify_kfold(&r, fs, fsame, 20, 10, err, sizeof err) == 0, "%s", err);
+    EXPECT_NEAR(r.accuracy_mean, 0.9, 1e-12);
+    EXPECT_NEAR(r.accuracy_std, 0.3, 1e-12);
+    EXPECT(r.threshold_mean == 0.5, "threshold %.17g", r.threshold_mean);
+
+    /* LFW's layout: fold 3 of 10 x (300 same + 300 different); part p takes
+     * same pairs 1200 + 30p .. +29 and different pairs 1500 + 30p .. +29. */
+    enum { N = 6000 };
+    uint8_t *lsame = malloc(N);
+    int *lorder = malloc(600 * sizeof *lorder);
+    for (int i = 0; i < N; i++) lsame[i] = (i % 600) < 300;
+    EXPECT(verify_fold_order(lorder, lsame, 1200, 600, 10, err, sizeof err) == 0, "%s", err);
+    int ok = 1;
+    for (int p = 0; p < 10; p++)
+        for (int j = 0; j < 60; j++) ok &= lorder[60 * p + j] == (j < 30 ? 1200 + 30 * p + j : 1500 + 30 * p + j - 30);
+    EXPECT(ok, "LFW fold order");
+    /* 15 same pairs do not split into 10 equal runs. */
+    for (int i = 0; i < 40; i++) same[i] = i < 15;
+    int before = order[0];
+    EXPECT(verify_fold_order(order, same, 0, 40, 10, err, sizeof err) == -1 && strstr(err, "15 same and 25 different"),
+           "unbalanced fold: %s", err);
+    EXPECT(order[0] == before, "order written on failure");
+    free(lsame);
+    free(lorder);
+}
+
 static void test_perfect_and_random(void) {
     enum { N = 6000 };
     float *s = malloc(N * sizeof *s);
@@ -293,6 +351,7 @@ static void test_cosine(void) {
 int main(void) {
     test_two_folds_by_hand();
     test_ten_folds_by_hand();
+    test_one_fold_by_hand();
     test_perfect_and_random();
     test_tar_by_hand();
     test_against_reference();

@@ -56,8 +56,8 @@ static void report(const Evaluator *e, const VerifySet *set, int64_t step, FILE 
     if (isfinite(r.tar_at_far_1e3)) snprintf(tar, sizeof tar, " TAR@FAR=1e-3: %.5f", r.tar_at_far_1e3);
     if (isfinite(r.tar_at_far_1e4))
         snprintf(tar + strlen(tar), sizeof tar - strlen(tar), " TAR@FAR=1e-4: %.5f", r.tar_at_far_1e4);
-    log_info("[%s][%lld]Threshold: %.4f%s (%d pairs)", verify_set_name(set), (long long)step, r.threshold_mean,
-             tar, n);
+    log_info("[%s][%lld]Threshold: %.4f%s (%s)", verify_set_name(set), (long long)step, r.threshold_mean, tar,
+             verify_set_protocol(set));
     if (metrics) {
         fprintf(metrics, "{\"step\": %lld, \"set\": \"%s\", \"accuracy\": %.6f, \"accuracy_std\": %.6f, "
                 "\"threshold\": %.6f", (long long)step, verify_set_name(set), r.accuracy_mean, r.accuracy_std,

@@ -40,7 +40,7 @@ static int evaluate_set(const VerifySet *set, IResNet *net) {
             printf("[%s][0]Threshold: %.4f", verify_set_name(set), r.threshold_mean);
             if (isfinite(r.tar_at_far_1e3)) printf(" TAR@FAR=1e-3: %.5f", r.tar_at_far_1e3);
             if (isfinite(r.tar_at_far_1e4)) printf(" TAR@FAR=1e-4: %.5f", r.tar_at_far_1e4);
-            printf(" (%d pairs)\n", n);
+            printf(" (%s)\n", verify_set_protocol(set));
         }
     }
     free(scores);
