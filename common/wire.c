@@ -325,10 +325,9 @@ static WireStatus check_payload(const uint8_t *p0, size_t n0, const uint8_t *p1,
     return WIRE_OK;
 }
 
-WireStatus wire_recv(void *socket, int router, WireMessage *msg, const WireLimits *lim, int flags,
-                     char *err, size_t errlen) {
-    CHECK(socket && msg && lim, "wire_recv needs a socket, a message and limits");
-    CHECK(flags == 0 || flags == ZMQ_DONTWAIT, "flags %d", flags);
+/* Caller bugs common to wire_parse and wire_recv. */
+static void check_buffers(const WireMessage *msg, const WireLimits *lim) {
+    CHECK(msg && lim, "needs a message and limits");
     CHECK(lim->dim > 0 && lim->max_rows > 0, "limits: dim %u, max_rows %u", lim->dim,
           lim->max_rows);
     CHECK(msg->frame[0] && msg->frame[1] &&
@@ -336,63 +335,58 @@ WireStatus wire_recv(void *socket, int router, WireMessage *msg, const WireLimit
           msg->frame_capacity[1] / sizeof(float) / lim->dim >= lim->max_rows,
           "message buffers (%zu, %zu bytes) smaller than the limits (%u rows of dim %u)",
           msg->frame_capacity[0], msg->frame_capacity[1], lim->max_rows, lim->dim);
+}
+
+WireStatus wire_parse(const WireFrame *frames, int nframes, int router, WireMessage *msg,
+                      const WireLimits *lim, char *err, size_t errlen) {
+    check_buffers(msg, lim);
+    CHECK(frames && nframes >= 1, "wire_parse needs at least one frame (%d)", nframes);
     if (err && errlen) err[0] = '\0';
 
-    enum { MAX_PARTS = 1 + WIRE_FRAMES };
-    zmq_msg_t parts[MAX_PARTS];
-    int nparts = 0, total = 0;
     int expected = WIRE_FRAMES + (router ? 1 : 0);
-    WireStatus st = recv_all(socket, flags, parts, expected, &nparts, &total, err, errlen);
-    Arcface__Header *pb = NULL;
-    if (st != WIRE_OK) goto done;
-
     memset(&msg->header, 0, sizeof msg->header);
     msg->identity_len = 0;
     /* The routing id comes from ZeroMQ, not from the peer's bytes; keep it
      * even for a malformed message so the caller can say who sent it. */
     if (router) {
-        size_t idlen = zmq_msg_size(&parts[0]);
+        size_t idlen = frames[0].size;
         if (idlen == 0 || idlen > WIRE_MAX_IDENTITY) {
             set_err(err, errlen, "identity frame has %zu bytes, expected 1..%d", idlen,
                     WIRE_MAX_IDENTITY);
-            st = WIRE_ERR_FRAMES;
-            goto done;
+            return WIRE_ERR_FRAMES;
         }
-        memcpy(msg->identity, zmq_msg_data(&parts[0]), idlen);
+        memcpy(msg->identity, frames[0].data, idlen);
         msg->identity_len = idlen;
     }
-    if (total != expected) {
-        set_err(err, errlen, "message has %d frames, expected %d (%sheader, 2 payloads)", total,
+    if (nframes != expected) {
+        set_err(err, errlen, "message has %d frames, expected %d (%sheader, 2 payloads)", nframes,
                 expected, router ? "identity, " : "");
-        st = WIRE_ERR_FRAMES;
-        goto done;
+        return WIRE_ERR_FRAMES;
     }
     size_t message_bytes = 0;
-    for (int i = 0; i < nparts; i++) message_bytes += zmq_msg_size(&parts[i]);
-    zmq_msg_t *hdr = &parts[router ? 1 : 0];
-    zmq_msg_t *pay[2] = {hdr + 1, hdr + 2};
+    for (int i = 0; i < expected; i++) message_bytes += frames[i].size;
+    const WireFrame *hdr = &frames[router ? 1 : 0];
+    const WireFrame *pay[2] = {hdr + 1, hdr + 2};
 
-    size_t hbytes = zmq_msg_size(hdr);
+    size_t hbytes = hdr->size;
     if (hbytes == 0 || hbytes > WIRE_MAX_HEADER_BYTES) {
         set_err(err, errlen, "header frame has %zu bytes, expected 1..%d", hbytes,
                 WIRE_MAX_HEADER_BYTES);
-        st = WIRE_ERR_HEADER;
-        goto done;
+        return WIRE_ERR_HEADER;
     }
-    pb = arcface__header__unpack(NULL, hbytes, zmq_msg_data(hdr));
+    Arcface__Header *pb = arcface__header__unpack(NULL, hbytes, hdr->data);
     if (!pb) {
         set_err(err, errlen, "header frame (%zu bytes) does not unpack as arcface.Header", hbytes);
-        st = WIRE_ERR_HEADER;
-        goto done;
+        return WIRE_ERR_HEADER;
     }
-    st = check_header(pb, lim, &msg->header, err, errlen);
+    WireStatus st = check_header(pb, lim, &msg->header, err, errlen);
     if (st != WIRE_OK) goto done;
 
     const WireHeader *h = &msg->header;
     size_t want[2] = {(size_t)h->rows * frame0_row_bytes(h->type),
                       (size_t)h->rows * h->dim * sizeof(float)};
     for (int i = 0; i < 2; i++) {
-        size_t got = zmq_msg_size(pay[i]);
+        size_t got = pay[i]->size;
         if (got != want[i]) {
             set_err(err, errlen, "frame %d has %zu bytes, header implies %zu (%s, rows %u, dim %u, "
                     "rank %u)", i, got, want[i], type_name(h->type),
@@ -408,12 +402,33 @@ WireStatus wire_recv(void *socket, int router, WireMessage *msg, const WireLimit
         goto done;
     }
     /* Sizes now match the header, and rows <= max_rows with dim == lim->dim,
-     * so the copies below fit the buffers; the CHECK at entry made sure. */
-    st = check_payload(zmq_msg_data(pay[0]), want[0], zmq_msg_data(pay[1]), want[1], pb->checksum,
-                       msg, lim, err, errlen);
+     * so the copies below fit the buffers; check_buffers made sure. */
+    st = check_payload(pay[0]->data, want[0], pay[1]->data, want[1], pb->checksum, msg, lim, err,
+                       errlen);
 
 done:
-    if (pb) arcface__header__free_unpacked(pb, NULL);
+    arcface__header__free_unpacked(pb, NULL);
+    return st;
+}
+
+WireStatus wire_recv(void *socket, int router, WireMessage *msg, const WireLimits *lim, int flags,
+                     char *err, size_t errlen) {
+    CHECK(socket && msg && lim, "wire_recv needs a socket, a message and limits");
+    CHECK(flags == 0 || flags == ZMQ_DONTWAIT, "flags %d", flags);
+    check_buffers(msg, lim);
+    if (err && errlen) err[0] = '\0';
+
+    enum { MAX_PARTS = 1 + WIRE_FRAMES };
+    zmq_msg_t parts[MAX_PARTS];
+    int nparts = 0, total = 0;
+    int expected = WIRE_FRAMES + (router ? 1 : 0);
+    WireStatus st = recv_all(socket, flags, parts, expected, &nparts, &total, err, errlen);
+    if (st == WIRE_OK) {
+        WireFrame frames[MAX_PARTS];
+        for (int i = 0; i < nparts; i++)
+            frames[i] = (WireFrame){zmq_msg_data(&parts[i]), zmq_msg_size(&parts[i])};
+        st = wire_parse(frames, total, router, msg, lim, err, errlen);
+    }
     for (int i = 0; i < nparts; i++) zmq_msg_close(&parts[i]);
     return st;
 }

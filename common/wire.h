@@ -10,10 +10,11 @@
  * Arrays are raw little-endian (the machine's; checked at compile time), and
  * the header carries a CRC32C over payload 0 then payload 1.
  *
- * wire_recv trusts nothing the peer sends: every size, the token, the version,
- * the checksum, labels and float values are checked before a byte is used,
- * and a bad message is consumed whole so the next one starts clean. One
- * socket per thread, as ZeroMQ requires. */
+ * wire_recv (wire_parse once the frames are in memory) trusts nothing the
+ * peer sends: every size, the token, the version, the checksum, labels and
+ * float values are checked before a byte is used, and a bad message is
+ * consumed whole so the next one starts clean. One socket per thread, as
+ * ZeroMQ requires. */
 #ifndef ARCFACE_WIRE_H
 #define ARCFACE_WIRE_H
 
@@ -122,6 +123,22 @@ void wire_socket_setup(void *socket, const WireLimits *lim, int timeout_ms, int 
 int wire_send(void *socket, const uint8_t *identity, size_t identity_len, const WireHeader *h,
               const void *frame0, size_t bytes0, const void *frame1, size_t bytes1, char *err,
               size_t errlen);
+
+/* One frame of a received message, in memory (a zmq_msg_t's data and size). */
+typedef struct {
+    const void *data;
+    size_t size;
+} WireFrame;
+
+/* Validates one already received multipart message and copies its payload
+ * into msg: the checks and results of wire_recv below, as a pure function of
+ * the bytes (no socket; only the header is unpacked, into a temporary).
+ * nframes (>= 1) is how many frames the message had; frames holds its first
+ * min(nframes, 3 + router) of them (a receiver may count the frames past
+ * those without keeping them). Frames may be unaligned. wire_recv is a
+ * receive followed by wire_parse. */
+WireStatus wire_parse(const WireFrame *frames, int nframes, int router, WireMessage *msg,
+                      const WireLimits *lim, char *err, size_t errlen);
 
 /* Receives one message into msg (initialised by wire_message_init with limits
  * at least as large as lim: CHECKed). router = 1 expects the identity frame

@@ -16,6 +16,7 @@ packages=(
   iproute2                              # integration_multihost: network namespaces
   munge slurmctld slurmd slurm-client   # integration_slurm: a real one-node Slurm
   slurm-wlm-basic-plugins               #   (its PMIx plugin for srun --mpi=pmix)
+  clang libclang-rt-14-dev              # deploy/fuzz.sh: libFuzzer and clang's sanitizer runtimes
 )
 
 missing=()

@@ -92,12 +92,14 @@ static void send_forward(Attack *a, void *socket, const Arcface__Header *pb, con
     a->sent += send_frames(socket, data, len, frames);
 }
 
-/* The real message of `step` for these labels and embeddings. */
+/* The real message of `step` for these labels and embeddings. x has
+ * X_SPARE zero floats past rows x D: the "payload 1 longer" attack sends them. */
+#define X_SPARE 2
 static Forward forward_of(const Attack *a, uint64_t step, int rows, const int64_t *labels, const float *x) {
     Forward f = {.h = {.type = WIRE_FORWARD, .token = a->token, .step = step, .sender = 0, .rows = (uint32_t)rows,
                        .dim = (uint32_t)a->D},
                  .labels = xcalloc_aligned((size_t)rows, sizeof(int64_t)),
-                 .x = xcalloc_aligned((size_t)rows * a->D, sizeof(float))};
+                 .x = xcalloc_aligned((size_t)rows * a->D + X_SPARE, sizeof(float))};
     memcpy(f.labels, labels, (size_t)(rows < a->B ? rows : a->B) * sizeof(int64_t));
     memcpy(f.x, x, (size_t)(rows < a->B ? rows : a->B) * a->D * sizeof(float));
     return f;
@@ -128,7 +130,7 @@ static void attack_step(Attack *a, int64_t step, const int64_t *labels, const fl
     send_forward(a, a->socket, &pb, &f, 2, 0);  /* payload 1 missing */
     send_forward(a, a->socket, &pb, &f, 5, 0);  /* two extra frames */
     send_forward(a, a->socket, &pb, &f, 3, -4); /* payload 1 shorter than the header says */
-    send_forward(a, a->socket, &pb, &f, 3, 8);  /* and longer */
+    send_forward(a, a->socket, &pb, &f, 3, X_SPARE * 4); /* and longer */
     pb.rows = f.h.rows - 1;                     /* rows disagree with both frames */
     send_forward(a, a->socket, &pb, &f, 3, 0);
     {
