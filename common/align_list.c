@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "decode.h"
+#include "fs_dirs.h"
 #include "jpeg_encode.h"
 #include "log.h"
 
@@ -116,22 +117,7 @@ static int make_parent_dirs(const char *path, char *err, size_t errlen) {
     char *slash = strrchr(buf, '/');
     if (!slash) return 0;
     *slash = '\0';
-    size_t len = strlen(buf);
-    for (size_t i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0') continue;
-        char saved = buf[i];
-        buf[i] = '\0';
-        struct stat st;
-        if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            if (mkdir(buf, 0755) != 0 && (errno != EEXIST || stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))) {
-                snprintf(err, errlen, "cannot create folder %s: %s", buf,
-                         errno == EEXIST ? "a file of that name exists" : strerror(errno));
-                return -1;
-            }
-        }
-        buf[i] = saved;
-    }
-    return 0;
+    return fs_make_dirs(buf, err, errlen);
 }
 
 typedef struct {

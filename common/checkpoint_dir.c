@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "checkpoint_io.h"
+#include "fs_dirs.h"
 
 typedef unsigned long long ull;
 
@@ -37,26 +38,6 @@ int ckpt_classifier_path(char *buf, size_t buflen, const char *dir, int p) {
     return len >= 0 && (size_t)len < buflen && p >= 0 ? 0 : -1;
 }
 
-/* mkdir -p. */
-static int make_dirs(const char *path, char *err, size_t errlen) {
-    char buf[CKPT_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    size_t len = strlen(buf);
-    for (size_t i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0') continue;
-        char saved = buf[i];
-        buf[i] = '\0';
-        struct stat st;
-        if (mkdir(buf, 0755) != 0 && (errno != EEXIST || stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))) {
-            ckpt_io_set_err(err, errlen, "cannot create directory %s: %s", buf,
-                    errno == EEXIST ? "a file of that name exists" : strerror(errno));
-            return -1;
-        }
-        buf[i] = saved;
-    }
-    return 0;
-}
-
 int ckpt_dir_create(const char *output_dir, int64_t step, char *dir, size_t dirlen, char *err,
                     size_t errlen) {
     char marker[CKPT_PATH_MAX];
@@ -66,7 +47,7 @@ int ckpt_dir_create(const char *output_dir, int64_t step, char *dir, size_t dirl
                 "path too long", (long long)step, output_dir);
         return -1;
     }
-    if (make_dirs(output_dir, err, errlen) != 0 || make_dirs(dir, err, errlen) != 0) return -1;
+    if (fs_make_dirs(output_dir, err, errlen) != 0 || fs_make_dirs(dir, err, errlen) != 0) return -1;
     if (unlink(marker) != 0 && errno != ENOENT) {
         ckpt_io_set_err(err, errlen, "cannot remove the old marker %s: %s", marker, strerror(errno));
         return -1;
