@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "err.h"
+
 #define STRUCTURE "a .bin set is a pickled (list of bytes, list of bool)"
 #define APPENDS_BATCH 1000 /* what Python's pickler puts in one APPENDS */
 
@@ -167,17 +169,6 @@ typedef struct {
     size_t errlen;
 } Parser;
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 /* "opcode 0x63 (GLOBAL 'os system')" for the opcode being run. */
 static void op_desc(const Parser *ps, char *out, size_t len) {
     const char *name = op_name(ps->op);
@@ -206,7 +197,7 @@ static int bad(Parser *ps, const char *fmt, ...) {
 static int not_allowed(Parser *ps) {
     char what[256];
     op_desc(ps, what, sizeof what);
-    return fail(ps->err, ps->errlen, "%s: offset %zu: %s not allowed: " STRUCTURE, ps->path, ps->op_at, what);
+    return err_set(ps->err, ps->errlen, "%s: offset %zu: %s not allowed: " STRUCTURE, ps->path, ps->op_at, what);
 }
 
 /* Makes room for need elements of size elem in *p (capacity *cap). */
@@ -425,7 +416,7 @@ static int step(Parser *ps) {
     if (ps->op_at == 0 && ps->op != OP_PROTO) {
         char what[256];
         op_desc(ps, what, sizeof what);
-        return fail(ps->err, ps->errlen, "%s: offset 0: %s: not a pickle of protocol 2 or later (they start with "
+        return err_set(ps->err, ps->errlen, "%s: offset 0: %s: not a pickle of protocol 2 or later (they start with "
                     "PROTO 0x80): " STRUCTURE, ps->path, what);
     }
     switch (ps->op) {
@@ -508,7 +499,7 @@ static int step(Parser *ps) {
         return memo_get(ps, u);
     }
     if (!op_name(ps->op))
-        return fail(ps->err, ps->errlen, "%s: offset %zu: unknown opcode 0x%02x (not a pickle opcode; corrupt file?)",
+        return err_set(ps->err, ps->errlen, "%s: offset %zu: unknown opcode 0x%02x (not a pickle opcode; corrupt file?)",
                     ps->path, ps->op_at, ps->op);
     return not_allowed(ps);
 }
@@ -561,21 +552,21 @@ static int read_file(const char *path, uint8_t **data, size_t *size, char *err, 
     *data = NULL;
     *size = 0;
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return err_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return fail(err, errlen, "%s: not a regular file", path);
+        return err_set(err, errlen, "%s: not a regular file", path);
     }
     if (st.st_size == 0) {
         close(fd);
-        return fail(err, errlen, "%s: empty file (0 bytes): " STRUCTURE, path);
+        return err_set(err, errlen, "%s: empty file (0 bytes): " STRUCTURE, path);
     }
     size_t n = (size_t)st.st_size;
     uint8_t *buf = malloc(n);
     if (!buf) {
         close(fd);
-        return fail(err, errlen, "%s: out of memory for %zu bytes", path, n);
+        return err_set(err, errlen, "%s: out of memory for %zu bytes", path, n);
     }
     size_t got = 0;
     while (got < n) {
@@ -585,7 +576,7 @@ static int read_file(const char *path, uint8_t **data, size_t *size, char *err, 
             int e = r < 0 ? errno : 0;
             close(fd);
             free(buf);
-            return fail(err, errlen, "%s: read failed at byte %zu of %zu: %s", path, got, n,
+            return err_set(err, errlen, "%s: read failed at byte %zu of %zu: %s", path, got, n,
                         e ? strerror(e) : "file shrank while reading");
         }
         got += (size_t)r;
@@ -603,7 +594,7 @@ int binset_load(BinSet *set, const char *path, char *err, size_t errlen) {
     int rc;
     do {
         if (ps.pos == ps.size) {
-            rc = fail(err, errlen, "%s: offset %zu: the file ends before STOP (truncated file?)", path, ps.pos);
+            rc = err_set(err, errlen, "%s: offset %zu: the file ends before STOP (truncated file?)", path, ps.pos);
             break;
         }
         rc = step(&ps);
@@ -657,15 +648,15 @@ static void put_bytes(FILE *f, const uint8_t *p, size_t len) {
 
 int binset_write(const char *path, const uint8_t *const *images, const size_t *lens, const uint8_t *same,
                  int n_pairs, char *err, size_t errlen) {
-    if (n_pairs <= 0) return fail(err, errlen, "%s: cannot write a set of %d pairs", path, n_pairs);
+    if (n_pairs <= 0) return err_set(err, errlen, "%s: cannot write a set of %d pairs", path, n_pairs);
     size_t n_images = 2 * (size_t)n_pairs;
     for (size_t i = 0; i < n_images; i++)
-        if (!images[i] && lens[i]) return fail(err, errlen, "%s: image %zu has no data", path, i);
+        if (!images[i] && lens[i]) return err_set(err, errlen, "%s: image %zu has no data", path, i);
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return fail(err, errlen, "%s: path too long", path);
+        return err_set(err, errlen, "%s: path too long", path);
     FILE *f = fopen(tmp, "wb");
-    if (!f) return fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+    if (!f) return err_set(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
     setvbuf(f, NULL, _IOFBF, 1 << 20);
 
     /* As Python's pickler does: a single item is APPENDed, longer runs go in
@@ -697,12 +688,12 @@ int binset_write(const char *path, const uint8_t *const *images, const size_t *l
     }
     if (failed) {
         unlink(tmp);
-        return fail(err, errlen, "%s: write failed: %s", tmp, strerror(e));
+        return err_set(err, errlen, "%s: write failed: %s", tmp, strerror(e));
     }
     if (rename(tmp, path) != 0) {
         e = errno;
         unlink(tmp);
-        return fail(err, errlen, "%s: cannot rename to %s: %s", tmp, path, strerror(e));
+        return err_set(err, errlen, "%s: cannot rename to %s: %s", tmp, path, strerror(e));
     }
     return 0;
 }

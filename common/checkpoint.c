@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 
 #include "checkpoint_io.h"
 #include "crc32c.h"
+#include "err.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the checkpoint format is little-endian");
 _Static_assert(sizeof(float) == 4, "f32 sections");
@@ -34,14 +34,6 @@ typedef struct {
 } Section;
 
 typedef unsigned long long ull;
-
-void ckpt_io_set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 const char *ckpt_dtype_str(CkptDtype dtype) {
     switch (dtype) {
@@ -93,14 +85,14 @@ int ckpt_io_path_join(char *buf, const char *dir, const char *name) {
 int ckpt_io_fsync_dir(const char *dir, char *err, size_t errlen) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
-        ckpt_io_set_err(err, errlen, "cannot open directory %s to sync it: %s", dir, strerror(errno));
+        err_set(err, errlen, "cannot open directory %s to sync it: %s", dir, strerror(errno));
         return -1;
     }
     int rc = fsync(fd);
     int e = errno;
     close(fd);
     if (rc != 0 && e != EINVAL) {
-        ckpt_io_set_err(err, errlen, "cannot fsync directory %s: %s", dir, strerror(e));
+        err_set(err, errlen, "cannot fsync directory %s: %s", dir, strerror(e));
         return -1;
     }
     return 0;
@@ -156,7 +148,7 @@ struct CkptWriter {
 
 static int writer_write(CkptWriter *w, const void *data, size_t n, char *err, size_t errlen) {
     if (ckpt_io_pwrite_all(w->fd, data, n, &w->pos) != 0) {
-        ckpt_io_set_err(err, errlen, "%s: cannot write temporary file %s at byte offset %llu: %s", w->path,
+        err_set(err, errlen, "%s: cannot write temporary file %s at byte offset %llu: %s", w->path,
                 w->tmp, (ull)w->pos, strerror(errno));
         w->failed = 1;
         return -1;
@@ -173,20 +165,20 @@ int ckpt_writer_open(CkptWriter **out, const char *path, char *err, size_t errle
     *out = NULL;
     CkptWriter *w = calloc(1, sizeof *w);
     if (!w) {
-        ckpt_io_set_err(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", path);
         return -1;
     }
     w->fd = -1;
     int len = snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", path, (long)getpid());
     if (len < 0 || (size_t)len >= sizeof w->tmp || path[0] == '\0') {
-        ckpt_io_set_err(err, errlen, "checkpoint path '%.200s' is empty or too long", path);
+        err_set(err, errlen, "checkpoint path '%.200s' is empty or too long", path);
         free(w);
         return -1;
     }
     snprintf(w->path, sizeof w->path, "%s", path);
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
-        ckpt_io_set_err(err, errlen, "%s: cannot create temporary file %s: %s", path, w->tmp, strerror(errno));
+        err_set(err, errlen, "%s: cannot create temporary file %s: %s", path, w->tmp, strerror(errno));
         free(w);
         return -1;
     }
@@ -203,27 +195,27 @@ static int writer_add(CkptWriter *w, const char *name, CkptDtype dtype, const vo
                       uint64_t count, char *err, size_t errlen) {
     size_t len = strlen(name), elem = ckpt_dtype_size(dtype);
     if (len == 0 || len > CKPT_NAME_MAX) {
-        ckpt_io_set_err(err, errlen, "%s: section name '%.80s' has %zu bytes, allowed 1..%d", w->path, name,
+        err_set(err, errlen, "%s: section name '%.80s' has %zu bytes, allowed 1..%d", w->path, name,
                 len, CKPT_NAME_MAX);
         return -1;
     }
     if (elem == 0) {
-        ckpt_io_set_err(err, errlen, "%s: section '%s': unknown dtype %d", w->path, name, (int)dtype);
+        err_set(err, errlen, "%s: section '%s': unknown dtype %d", w->path, name, (int)dtype);
         return -1;
     }
     if (count > (UINT64_MAX / 2) / elem || (count > 0 && !data)) {
-        ckpt_io_set_err(err, errlen, "%s: section '%s': %llu elements %s", w->path, name, (ull)count,
+        err_set(err, errlen, "%s: section '%s': %llu elements %s", w->path, name, (ull)count,
                 data ? "is too many" : "but no data");
         return -1;
     }
     for (int i = 0; i < w->n; i++) {
         if (strcmp(w->sections[i].name, name) == 0) {
-            ckpt_io_set_err(err, errlen, "%s: section '%s' added twice", w->path, name);
+            err_set(err, errlen, "%s: section '%s' added twice", w->path, name);
             return -1;
         }
     }
     if (w->n == CKPT_MAX_SECTIONS) {
-        ckpt_io_set_err(err, errlen, "%s: section '%s': a file holds at most %d sections", w->path, name,
+        err_set(err, errlen, "%s: section '%s': a file holds at most %d sections", w->path, name,
                 CKPT_MAX_SECTIONS);
         return -1;
     }
@@ -231,7 +223,7 @@ static int writer_add(CkptWriter *w, const char *name, CkptDtype dtype, const vo
         int cap = w->cap ? 2 * w->cap : 16;
         Section *grown = realloc(w->sections, (size_t)cap * sizeof *grown);
         if (!grown) {
-            ckpt_io_set_err(err, errlen, "%s: out of memory", w->path);
+            err_set(err, errlen, "%s: out of memory", w->path);
             return -1;
         }
         w->sections = grown;
@@ -261,7 +253,7 @@ static int writer_add(CkptWriter *w, const char *name, CkptDtype dtype, const vo
 int ckpt_writer_add(CkptWriter *w, const char *name, CkptDtype dtype, const void *data,
                     uint64_t count, char *err, size_t errlen) {
     if (w->failed) {
-        ckpt_io_set_err(err, errlen, "%s: the writer failed earlier; abort it", w->path);
+        err_set(err, errlen, "%s: the writer failed earlier; abort it", w->path);
         return -1;
     }
     if (writer_add(w, name, dtype, data, count, err, errlen) != 0) {
@@ -279,7 +271,7 @@ int ckpt_writer_commit(CkptWriter **wp, char *err, size_t errlen) {
     CkptWriter *w = *wp;
     unsigned char *table = NULL;
     if (w->failed) {
-        ckpt_io_set_err(err, errlen, "%s: the writer failed earlier; nothing was committed", w->path);
+        err_set(err, errlen, "%s: the writer failed earlier; nothing was committed", w->path);
         goto error;
     }
     if (writer_pad(w, err, errlen) != 0) goto error;
@@ -287,7 +279,7 @@ int ckpt_writer_commit(CkptWriter **wp, char *err, size_t errlen) {
     size_t table_len = (size_t)w->n * ENTRY_SIZE;
     table = calloc(1, table_len ? table_len : 1);
     if (!table) {
-        ckpt_io_set_err(err, errlen, "%s: out of memory", w->path);
+        err_set(err, errlen, "%s: out of memory", w->path);
         goto error;
     }
     for (int i = 0; i < w->n; i++) {
@@ -310,29 +302,29 @@ int ckpt_writer_commit(CkptWriter **wp, char *err, size_t errlen) {
     put_u32(header + CRC_AT, header_crc(header, table, table_len));
     uint64_t at = 0;
     if (ckpt_io_pwrite_all(w->fd, header, sizeof header, &at) != 0) {
-        ckpt_io_set_err(err, errlen, "%s: cannot write the header of temporary file %s: %s", w->path, w->tmp,
+        err_set(err, errlen, "%s: cannot write the header of temporary file %s: %s", w->path, w->tmp,
                 strerror(errno));
         goto error;
     }
     if (fsync(w->fd) != 0) {
-        ckpt_io_set_err(err, errlen, "%s: cannot fsync temporary file %s: %s", w->path, w->tmp, strerror(errno));
+        err_set(err, errlen, "%s: cannot fsync temporary file %s: %s", w->path, w->tmp, strerror(errno));
         goto error;
     }
     int rc = close(w->fd);
     w->fd = -1;
     if (rc != 0) {
-        ckpt_io_set_err(err, errlen, "%s: cannot close temporary file %s: %s", w->path, w->tmp, strerror(errno));
+        err_set(err, errlen, "%s: cannot close temporary file %s: %s", w->path, w->tmp, strerror(errno));
         goto error;
     }
     if (rename(w->tmp, w->path) != 0) {
-        ckpt_io_set_err(err, errlen, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno));
+        err_set(err, errlen, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno));
         goto error;
     }
     char dir[CKPT_PATH_MAX], why[CKPT_PATH_MAX + 128];
     parent_dir(dir, sizeof dir, w->path);
     rc = ckpt_io_fsync_dir(dir, why, sizeof why);
     if (rc != 0)
-        ckpt_io_set_err(err, errlen, "%s is in place but may not survive a power loss: %s", w->path, why);
+        err_set(err, errlen, "%s is in place but may not survive a power loss: %s", w->path, why);
     free(table);
     free(w->sections);
     free(w);
@@ -378,7 +370,7 @@ static int check_table_sets(CkptReader *r, char *err, size_t errlen) {
     if (r->n < 2) return 0;
     Section **order = malloc((size_t)r->n * sizeof *order);
     if (!order) {
-        ckpt_io_set_err(err, errlen, "%s: out of memory for %d sections", r->path, r->n);
+        err_set(err, errlen, "%s: out of memory for %d sections", r->path, r->n);
         return -1;
     }
     int m = 0, rc = 0;
@@ -386,7 +378,7 @@ static int check_table_sets(CkptReader *r, char *err, size_t errlen) {
     qsort(order, (size_t)r->n, sizeof *order, cmp_name);
     for (int i = 1; i < r->n && rc == 0; i++) {
         if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
-            ckpt_io_set_err(err, errlen, "%s: section '%s' appears twice (table entries at byte offsets %llu "
+            err_set(err, errlen, "%s: section '%s' appears twice (table entries at byte offsets %llu "
                     "and %llu)", r->path, order[i]->name, (ull)order[i - 1]->entry_at,
                     (ull)order[i]->entry_at);
             rc = -1;
@@ -398,7 +390,7 @@ static int check_table_sets(CkptReader *r, char *err, size_t errlen) {
     for (int i = 1; i < m && rc == 0; i++) {
         const Section *a = order[i - 1], *b = order[i];
         if (a->offset + a->size > b->offset) {
-            ckpt_io_set_err(err, errlen, "%s: sections '%s' [%llu, %llu) and '%s' [%llu, %llu) overlap "
+            err_set(err, errlen, "%s: sections '%s' [%llu, %llu) and '%s' [%llu, %llu) overlap "
                     "(table entries at byte offsets %llu and %llu)", r->path, a->name,
                     (ull)a->offset, (ull)(a->offset + a->size), b->name, (ull)b->offset,
                     (ull)(b->offset + b->size), (ull)a->entry_at, (ull)b->entry_at);
@@ -414,46 +406,46 @@ static int reader_load(CkptReader *r, char *err, size_t errlen) {
     const char *path = r->path;
     struct stat st;
     if (fstat(r->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ckpt_io_set_err(err, errlen, "%s: not a regular file", path);
+        err_set(err, errlen, "%s: not a regular file", path);
         return -1;
     }
     uint64_t size = (uint64_t)st.st_size;
     unsigned char header[HEADER_SIZE];
     size_t have = size < HEADER_SIZE ? (size_t)size : HEADER_SIZE;
     if (pread_all(r->fd, header, have, 0) != 0) {
-        ckpt_io_set_err(err, errlen, "%s: cannot read the header at byte offset 0: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: cannot read the header at byte offset 0: %s", path, strerror(errno));
         return -1;
     }
     if (have < sizeof MAGIC || memcmp(header, MAGIC, sizeof MAGIC) != 0) {
-        ckpt_io_set_err(err, errlen, "%s: byte offset 0: bad magic, not a checkpoint file%s", path,
+        err_set(err, errlen, "%s: byte offset 0: bad magic, not a checkpoint file%s", path,
                 have < sizeof MAGIC ? " (too short)" : "");
         return -1;
     }
     if (size < HEADER_SIZE) {
-        ckpt_io_set_err(err, errlen, "%s: truncated at byte %llu: the header needs %d bytes", path, (ull)size,
+        err_set(err, errlen, "%s: truncated at byte %llu: the header needs %d bytes", path, (ull)size,
                 HEADER_SIZE);
         return -1;
     }
     uint32_t version = get_u32(header + 8), n = get_u32(header + 12);
     uint64_t table_offset = get_u64(header + 16), file_size = get_u64(header + 24);
     if (version != CKPT_FORMAT_VERSION) {
-        ckpt_io_set_err(err, errlen, "%s: byte offset 8: format version %u, this build reads %d", path,
+        err_set(err, errlen, "%s: byte offset 8: format version %u, this build reads %d", path,
                 version, CKPT_FORMAT_VERSION);
         return -1;
     }
     if (file_size != size) {
-        ckpt_io_set_err(err, errlen, "%s: byte offset 24: the header says the file has %llu bytes but it has "
+        err_set(err, errlen, "%s: byte offset 24: the header says the file has %llu bytes but it has "
                 "%llu (truncated, appended to, or a corrupt header)", path, (ull)file_size, (ull)size);
         return -1;
     }
     if (table_offset < HEADER_SIZE || table_offset % ALIGN != 0 || table_offset > size ||
         (size - table_offset) / ENTRY_SIZE != n || (size - table_offset) % ENTRY_SIZE != 0) {
-        ckpt_io_set_err(err, errlen, "%s: byte offset 16: a table of %u sections at byte %llu does not end "
+        err_set(err, errlen, "%s: byte offset 16: a table of %u sections at byte %llu does not end "
                 "at the end of the file (byte %llu)", path, n, (ull)table_offset, (ull)size);
         return -1;
     }
     if (n > CKPT_MAX_SECTIONS) {
-        ckpt_io_set_err(err, errlen, "%s: byte offset 12: %u sections, at most %d are allowed", path, n,
+        err_set(err, errlen, "%s: byte offset 12: %u sections, at most %d are allowed", path, n,
                 CKPT_MAX_SECTIONS);
         return -1;
     }
@@ -461,20 +453,20 @@ static int reader_load(CkptReader *r, char *err, size_t errlen) {
     unsigned char *table = malloc(table_len ? table_len : 1);
     r->sections = calloc(n ? n : 1, sizeof *r->sections);
     if (!table || !r->sections) {
-        ckpt_io_set_err(err, errlen, "%s: out of memory for a table of %u sections", path, n);
+        err_set(err, errlen, "%s: out of memory for a table of %u sections", path, n);
         free(table);
         return -1;
     }
     int rc = pread_all(r->fd, table, table_len, table_offset);
     if (rc != 0) {
-        ckpt_io_set_err(err, errlen, "%s: cannot read the section table at byte offset %llu: %s", path,
+        err_set(err, errlen, "%s: cannot read the section table at byte offset %llu: %s", path,
                 (ull)table_offset, rc > 0 ? "end of file" : strerror(errno));
         free(table);
         return -1;
     }
     uint32_t stored = get_u32(header + CRC_AT), computed = header_crc(header, table, table_len);
     if (stored != computed) {
-        ckpt_io_set_err(err, errlen, "%s: header CRC mismatch (stored 0x%08x at byte offset %d, computed "
+        err_set(err, errlen, "%s: header CRC mismatch (stored 0x%08x at byte offset %d, computed "
                 "0x%08x over the header and the table at [%llu, %llu)): the header or the section "
                 "table is corrupt", path, stored, CRC_AT, computed, (ull)table_offset, (ull)size);
         free(table);
@@ -487,7 +479,7 @@ static int reader_load(CkptReader *r, char *err, size_t errlen) {
         Section *s = &r->sections[i];
         s->entry_at = table_offset + (uint64_t)i * ENTRY_SIZE;
         if (!memchr(e, '\0', CKPT_NAME_MAX + 1) || e[0] == '\0') {
-            ckpt_io_set_err(err, errlen, "%s: section table entry %u at byte offset %llu: the name is %s", path,
+            err_set(err, errlen, "%s: section table entry %u at byte offset %llu: the name is %s", path,
                     i, (ull)s->entry_at, e[0] ? "not NUL-terminated" : "empty");
             free(table);
             return -1;
@@ -508,7 +500,7 @@ static int reader_load(CkptReader *r, char *err, size_t errlen) {
                  s->size > table_offset - s->offset)
             why = "data lies outside the data area";
         if (why) {
-            ckpt_io_set_err(err, errlen, "%s: section '%s' (table entry at byte offset %llu): %s (dtype %u, "
+            err_set(err, errlen, "%s: section '%s' (table entry at byte offset %llu): %s (dtype %u, "
                     "count %llu, data [%llu, +%llu), data area [%d, %llu))", path, s->name,
                     (ull)s->entry_at, why, s->dtype, (ull)s->count, (ull)s->offset, (ull)s->size,
                     HEADER_SIZE, (ull)table_offset);
@@ -524,13 +516,13 @@ int ckpt_open(CkptReader **out, const char *path, char *err, size_t errlen) {
     *out = NULL;
     CkptReader *r = calloc(1, sizeof *r);
     if (!r) {
-        ckpt_io_set_err(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", path);
         return -1;
     }
     snprintf(r->path, sizeof r->path, "%s", path);
     r->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (r->fd < 0) {
-        ckpt_io_set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        err_set(err, errlen, "cannot open %s: %s", path, strerror(errno));
         free(r);
         return -1;
     }
@@ -575,11 +567,11 @@ CkptDtype ckpt_section_dtype(const CkptReader *r, const char *name) {
 static Section *lookup(CkptReader *r, const char *name, CkptDtype dtype, char *err, size_t errlen) {
     Section *s = find_section(r, name);
     if (!s) {
-        ckpt_io_set_err(err, errlen, "%s: no section '%s'", r->path, name);
+        err_set(err, errlen, "%s: no section '%s'", r->path, name);
         return NULL;
     }
     if (s->dtype != (uint32_t)dtype) {
-        ckpt_io_set_err(err, errlen, "%s: section '%s' (table entry at byte offset %llu) holds %s, read as %s",
+        err_set(err, errlen, "%s: section '%s' (table entry at byte offset %llu) holds %s, read as %s",
                 r->path, name, (ull)s->entry_at, ckpt_dtype_str((CkptDtype)s->dtype),
                 ckpt_dtype_str(dtype));
         return NULL;
@@ -592,7 +584,7 @@ static int read_bytes(CkptReader *r, const Section *s, uint64_t from, void *dst,
                       size_t errlen) {
     int rc = pread_all(r->fd, dst, n, s->offset + from);
     if (rc != 0) {
-        ckpt_io_set_err(err, errlen, "%s: section '%s': cannot read %zu bytes at byte offset %llu: %s", r->path,
+        err_set(err, errlen, "%s: section '%s': cannot read %zu bytes at byte offset %llu: %s", r->path,
                 s->name, n, (ull)(s->offset + from), rc > 0 ? "end of file" : strerror(errno));
         return -1;
     }
@@ -601,7 +593,7 @@ static int read_bytes(CkptReader *r, const Section *s, uint64_t from, void *dst,
 
 static int check_crc(CkptReader *r, Section *s, uint32_t crc, char *err, size_t errlen) {
     if (crc != s->crc) {
-        ckpt_io_set_err(err, errlen, "%s: section '%s' at byte offset %llu (%llu bytes): CRC32C mismatch "
+        err_set(err, errlen, "%s: section '%s' at byte offset %llu (%llu bytes): CRC32C mismatch "
                 "(table 0x%08x, data 0x%08x): the data is corrupt", r->path, s->name,
                 (ull)s->offset, (ull)s->size, s->crc, crc);
         return -1;
@@ -627,7 +619,7 @@ int ckpt_read(CkptReader *r, const char *name, CkptDtype dtype, void *dst, uint6
     Section *s = lookup(r, name, dtype, err, errlen);
     if (!s) return -1;
     if (count != s->count) {
-        ckpt_io_set_err(err, errlen, "%s: section '%s' (table entry at byte offset %llu) holds %llu elements, "
+        err_set(err, errlen, "%s: section '%s' (table entry at byte offset %llu) holds %llu elements, "
                 "the reader expects %llu", r->path, name, (ull)s->entry_at, (ull)s->count, (ull)count);
         return -1;
     }
@@ -640,7 +632,7 @@ int ckpt_read_range(CkptReader *r, const char *name, CkptDtype dtype, uint64_t f
     Section *s = lookup(r, name, dtype, err, errlen);
     if (!s) return -1;
     if (first > s->count || count > s->count - first) {
-        ckpt_io_set_err(err, errlen, "%s: section '%s' (table entry at byte offset %llu) holds %llu elements, "
+        err_set(err, errlen, "%s: section '%s' (table entry at byte offset %llu) holds %llu elements, "
                 "cannot read [%llu, +%llu)", r->path, name, (ull)s->entry_at, (ull)s->count,
                 (ull)first, (ull)count);
         return -1;
@@ -652,7 +644,7 @@ int ckpt_read_range(CkptReader *r, const char *name, CkptDtype dtype, uint64_t f
     if (s->verified) return 0;
     unsigned char *buf = malloc(IO_CHUNK);
     if (!buf) {
-        ckpt_io_set_err(err, errlen, "%s: out of memory", r->path);
+        err_set(err, errlen, "%s: out of memory", r->path);
         return -1;
     }
     uint32_t crc = 0;
@@ -676,7 +668,7 @@ int ckpt_verify(CkptReader *r, char *err, size_t errlen) {
         Section *s = &r->sections[i];
         if (s->verified) continue;
         if (!buf && !(buf = malloc(IO_CHUNK))) {
-            ckpt_io_set_err(err, errlen, "%s: out of memory", r->path);
+            err_set(err, errlen, "%s: out of memory", r->path);
             return -1;
         }
         uint32_t crc = 0;

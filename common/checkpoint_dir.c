@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "checkpoint_io.h"
+#include "err.h"
 #include "fs_dirs.h"
 
 typedef unsigned long long ull;
@@ -43,13 +44,13 @@ int ckpt_dir_create(const char *output_dir, int64_t step, char *dir, size_t dirl
     char marker[CKPT_PATH_MAX];
     if (ckpt_dir_path(dir, dirlen, output_dir, step) != 0 ||
         ckpt_io_path_join(marker, dir, CKPT_COMPLETE_FILE) != 0) {
-        ckpt_io_set_err(err, errlen, "checkpoint directory for step %lld in '%.200s': step out of range or "
+        err_set(err, errlen, "checkpoint directory for step %lld in '%.200s': step out of range or "
                 "path too long", (long long)step, output_dir);
         return -1;
     }
     if (fs_make_dirs(output_dir, err, errlen) != 0 || fs_make_dirs(dir, err, errlen) != 0) return -1;
     if (unlink(marker) != 0 && errno != ENOENT) {
-        ckpt_io_set_err(err, errlen, "cannot remove the old marker %s: %s", marker, strerror(errno));
+        err_set(err, errlen, "cannot remove the old marker %s: %s", marker, strerror(errno));
         return -1;
     }
     if (ckpt_io_fsync_dir(dir, err, errlen) != 0 || ckpt_io_fsync_dir(output_dir, err, errlen) != 0) return -1;
@@ -61,7 +62,7 @@ static int read_marker(const char *dir, int64_t *step, int *files, char *err, si
     char path[CKPT_PATH_MAX], text[256];
     FILE *f = ckpt_io_path_join(path, dir, CKPT_COMPLETE_FILE) == 0 ? fopen(path, "r") : NULL;
     if (!f) {
-        ckpt_io_set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        err_set(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
     size_t n = fread(text, 1, sizeof text - 1, f);
@@ -71,7 +72,7 @@ static int read_marker(const char *dir, int64_t *step, int *files, char *err, si
     long long s = -1;
     if (sscanf(text, "arcface-checkpoint %d\nstep %lld\nclassifier_files %d\n%n", &version, &s, files,
                &used) != 3 || used != (int)n || version != CKPT_FORMAT_VERSION || s < 0 || *files < 0) {
-        ckpt_io_set_err(err, errlen, "%s: not a valid checkpoint marker", path);
+        err_set(err, errlen, "%s: not a valid checkpoint marker", path);
         return -1;
     }
     *step = s;
@@ -86,7 +87,7 @@ int ckpt_dir_mark_complete(const char *dir, int64_t step, int classifier_files, 
         int bad = p < 0 ? ckpt_backbone_path(path, sizeof path, dir)
                         : ckpt_classifier_path(path, sizeof path, dir, p);
         if (bad || ckpt_open(&r, path, err, errlen) != 0) {
-            if (bad) ckpt_io_set_err(err, errlen, "%s: path too long", dir);
+            if (bad) err_set(err, errlen, "%s: path too long", dir);
             return -1;
         }
         ckpt_close(&r);
@@ -96,12 +97,12 @@ int ckpt_dir_mark_complete(const char *dir, int64_t step, int classifier_files, 
     char tmp_name[64];
     snprintf(tmp_name, sizeof tmp_name, CKPT_COMPLETE_FILE ".tmp.%ld", (long)getpid());
     if (ckpt_io_path_join(path, dir, CKPT_COMPLETE_FILE) != 0 || ckpt_io_path_join(tmp, dir, tmp_name) != 0) {
-        ckpt_io_set_err(err, errlen, "%s: path too long", dir);
+        err_set(err, errlen, "%s: path too long", dir);
         return -1;
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        ckpt_io_set_err(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        err_set(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
         return -1;
     }
     const char *failed = NULL;
@@ -112,7 +113,7 @@ int ckpt_dir_mark_complete(const char *dir, int64_t step, int classifier_files, 
     if (close(fd) != 0 && !failed) failed = "close", e = errno;
     if (!failed && rename(tmp, path) != 0) failed = "rename", e = errno;
     if (failed) {
-        ckpt_io_set_err(err, errlen, "cannot %s %s: %s", failed, tmp, strerror(e));
+        err_set(err, errlen, "cannot %s %s: %s", failed, tmp, strerror(e));
         unlink(tmp);
         return -1;
     }
@@ -136,7 +137,7 @@ static int scan_dirs(const char *output_dir, Found **out, size_t *count, char *e
     DIR *d = opendir(output_dir);
     if (!d) {
         if (errno == ENOENT) return 0;
-        ckpt_io_set_err(err, errlen, "cannot list %s: %s", output_dir, strerror(errno));
+        err_set(err, errlen, "cannot list %s: %s", output_dir, strerror(errno));
         return -1;
     }
     Found *items = NULL;
@@ -161,7 +162,7 @@ static int scan_dirs(const char *output_dir, Found **out, size_t *count, char *e
             cap = cap ? 2 * cap : 16;
             Found *grown = realloc(items, cap * sizeof *grown);
             if (!grown) {
-                ckpt_io_set_err(err, errlen, "out of memory listing %s", output_dir);
+                err_set(err, errlen, "out of memory listing %s", output_dir);
                 free(items);
                 closedir(d);
                 return -1;
@@ -192,7 +193,7 @@ int ckpt_dir_list(const char *output_dir, CkptDirEntry **entries, size_t *count,
     }
     CkptDirEntry *list = malloc(m * sizeof *list);
     if (!list) {
-        ckpt_io_set_err(err, errlen, "out of memory listing %s", output_dir);
+        err_set(err, errlen, "out of memory listing %s", output_dir);
         free(found);
         return -1;
     }
@@ -218,17 +219,17 @@ int ckpt_dir_latest(const char *output_dir, CkptDirEntry *latest, char *err, siz
 static int remove_checkpoint_dir(const char *dir, char *err, size_t errlen) {
     char path[CKPT_PATH_MAX];
     if (ckpt_io_path_join(path, dir, CKPT_COMPLETE_FILE) != 0) {
-        ckpt_io_set_err(err, errlen, "%s: path too long", dir);
+        err_set(err, errlen, "%s: path too long", dir);
         return -1;
     }
     if (unlink(path) != 0 && errno != ENOENT) {
-        ckpt_io_set_err(err, errlen, "cannot remove %s: %s", path, strerror(errno));
+        err_set(err, errlen, "cannot remove %s: %s", path, strerror(errno));
         return -1;
     }
     if (ckpt_io_fsync_dir(dir, err, errlen) != 0) return -1;
     DIR *d = opendir(dir);
     if (!d) {
-        ckpt_io_set_err(err, errlen, "cannot list %s: %s", dir, strerror(errno));
+        err_set(err, errlen, "cannot list %s: %s", dir, strerror(errno));
         return -1;
     }
     /* Names first, unlinks after: removing entries while reading a directory
@@ -252,17 +253,17 @@ static int remove_checkpoint_dir(const char *dir, char *err, size_t errlen) {
         else n++;
     }
     closedir(d);
-    if (rc != 0) ckpt_io_set_err(err, errlen, "out of memory listing %s", dir);
+    if (rc != 0) err_set(err, errlen, "out of memory listing %s", dir);
     for (size_t i = 0; i < n; i++) {
         if (rc == 0 && ckpt_io_path_join(path, dir, names[i]) == 0 && unlink(path) != 0) {
-            ckpt_io_set_err(err, errlen, "cannot remove %s: %s", path, strerror(errno));
+            err_set(err, errlen, "cannot remove %s: %s", path, strerror(errno));
             rc = -1;
         }
         free(names[i]);
     }
     free(names);
     if (rc == 0 && rmdir(dir) != 0) {
-        ckpt_io_set_err(err, errlen, "cannot remove directory %s: %s", dir, strerror(errno));
+        err_set(err, errlen, "cannot remove directory %s: %s", dir, strerror(errno));
         rc = -1;
     }
     return rc;
@@ -270,7 +271,7 @@ static int remove_checkpoint_dir(const char *dir, char *err, size_t errlen) {
 
 int ckpt_dir_prune(const char *output_dir, int keep_last_k, char *err, size_t errlen) {
     if (keep_last_k < 1) {
-        ckpt_io_set_err(err, errlen, "keep_last_k is %d; at least the newest checkpoint must be kept",
+        err_set(err, errlen, "keep_last_k is %d; at least the newest checkpoint must be kept",
                 keep_last_k);
         return -1;
     }
@@ -293,7 +294,7 @@ int ckpt_dir_prune(const char *output_dir, int keep_last_k, char *err, size_t er
         else drop = f->e.step < newest;
         if (!drop) continue;
         if (remove_checkpoint_dir(f->e.path, why, sizeof why) != 0) {
-            if (rc == 0) ckpt_io_set_err(err, errlen, "%s", why);
+            if (rc == 0) err_set(err, errlen, "%s", why);
             rc = -1;
         }
         removed++;
@@ -308,7 +309,7 @@ int ckpt_dir_prune(const char *output_dir, int keep_last_k, char *err, size_t er
 int ckpt_classifier_write(const char *path, int64_t row_start, int64_t row_count, int64_t dim,
                           const float *weight, const float *momentum, char *err, size_t errlen) {
     if (row_start < 0 || row_count < 0 || dim < 1 || row_count > INT64_MAX / dim) {
-        ckpt_io_set_err(err, errlen, "%s: invalid classifier shape: rows [%lld, +%lld), dim %lld", path,
+        err_set(err, errlen, "%s: invalid classifier shape: rows [%lld, +%lld), dim %lld", path,
                 (long long)row_start, (long long)row_count, (long long)dim);
         return -1;
     }
@@ -349,7 +350,7 @@ static int check_rows_section(const CkptClassifierSet *s, const Shard *f, const 
     int64_t count = ckpt_section_count(f->r, section);
     CkptDtype dtype = ckpt_section_dtype(f->r, section);
     if (count != f->rows * s->dim || dtype != CKPT_F32) {
-        ckpt_io_set_err(err, errlen, "%s: section '%s' holds %lld %s values, rows [%lld, +%lld) x dim %lld "
+        err_set(err, errlen, "%s: section '%s' holds %lld %s values, rows [%lld, +%lld) x dim %lld "
                 "need %lld f32", ckpt_path(f->r), section, (long long)count,
                 count < 0 ? "(missing)" : ckpt_dtype_str(dtype), (long long)f->start,
                 (long long)f->rows, (long long)s->dim, (long long)(f->rows * s->dim));
@@ -367,30 +368,30 @@ static int check_tiling(CkptClassifierSet *s, int64_t num_classes, char *err, si
         int64_t dim;
         if (ckpt_read_i64(f->r, CKPT_SEC_DIM, &dim, err, errlen) != 0) return -1;
         if (dim < 1) {
-            ckpt_io_set_err(err, errlen, "%s: section '" CKPT_SEC_DIM "' is %lld", ckpt_path(f->r),
+            err_set(err, errlen, "%s: section '" CKPT_SEC_DIM "' is %lld", ckpt_path(f->r),
                     (long long)dim);
             return -1;
         }
         if (i == 0) s->dim = dim;
         if (dim != s->dim) {
-            ckpt_io_set_err(err, errlen, "%s: dim %lld, but %s has dim %lld", ckpt_path(f->r), (long long)dim,
+            err_set(err, errlen, "%s: dim %lld, but %s has dim %lld", ckpt_path(f->r), (long long)dim,
                     ckpt_path(s->files[0].r), (long long)s->dim);
             return -1;
         }
         if (f->start > end) {
-            ckpt_io_set_err(err, errlen, "classifier files leave rows [%lld, %lld) uncovered: %s ends at row "
+            err_set(err, errlen, "classifier files leave rows [%lld, %lld) uncovered: %s ends at row "
                     "%lld, %s starts at row %lld", (long long)end, (long long)f->start, prev,
                     (long long)end, ckpt_path(f->r), (long long)f->start);
             return -1;
         }
         if (f->start < end) {
-            ckpt_io_set_err(err, errlen, "classifier files overlap: %s holds rows [%lld, %lld), %s already "
+            err_set(err, errlen, "classifier files overlap: %s holds rows [%lld, %lld), %s already "
                     "holds rows up to %lld", ckpt_path(f->r), (long long)f->start,
                     (long long)(f->start + f->rows), prev, (long long)end);
             return -1;
         }
         if (f->rows > INT64_MAX / dim - end) {
-            ckpt_io_set_err(err, errlen, "%s: %lld rows of dim %lld is too many", ckpt_path(f->r),
+            err_set(err, errlen, "%s: %lld rows of dim %lld is too many", ckpt_path(f->r),
                     (long long)f->rows, (long long)dim);
             return -1;
         }
@@ -398,7 +399,7 @@ static int check_tiling(CkptClassifierSet *s, int64_t num_classes, char *err, si
         end = f->start + f->rows;
     }
     if (s->n == 0 || (num_classes >= 0 && end != num_classes)) {
-        ckpt_io_set_err(err, errlen, "classifier files cover rows [0, %lld), expected [0, %lld)%s%s",
+        err_set(err, errlen, "classifier files cover rows [0, %lld), expected [0, %lld)%s%s",
                 (long long)end, (long long)num_classes, s->n ? "; the last is " : " (no files)",
                 s->n ? ckpt_path(s->files[s->n - 1].r) : "");
         return -1;
@@ -412,7 +413,7 @@ int ckpt_classifier_open(CkptClassifierSet **out, const char *const *paths, int 
     *out = NULL;
     CkptClassifierSet *s = calloc(1, sizeof *s);
     if (!s || !(s->files = calloc(nfiles > 0 ? (size_t)nfiles : 1, sizeof *s->files))) {
-        ckpt_io_set_err(err, errlen, "out of memory for %d classifier files", nfiles);
+        err_set(err, errlen, "out of memory for %d classifier files", nfiles);
         free(s);
         return -1;
     }
@@ -424,7 +425,7 @@ int ckpt_classifier_open(CkptClassifierSet **out, const char *const *paths, int 
             ckpt_read_i64(f->r, CKPT_SEC_ROW_COUNT, &f->rows, err, errlen) != 0)
             goto error;
         if (f->start < 0 || f->rows < 0 || f->rows > INT64_MAX - f->start) {
-            ckpt_io_set_err(err, errlen, "%s: invalid row range [%lld, +%lld)", paths[i], (long long)f->start,
+            err_set(err, errlen, "%s: invalid row range [%lld, +%lld)", paths[i], (long long)f->start,
                     (long long)f->rows);
             goto error;
         }
@@ -448,14 +449,14 @@ int ckpt_classifier_open_dir(CkptClassifierSet **out, const char *dir, int64_t n
     const char **ptrs = calloc(files > 0 ? (size_t)files : 1, sizeof *ptrs);
     int rc = -1;
     if (!paths || !ptrs) {
-        ckpt_io_set_err(err, errlen, "out of memory for %d classifier paths", files);
+        err_set(err, errlen, "out of memory for %d classifier paths", files);
     } else {
         rc = 0;
         for (int p = 0; p < files && rc == 0; p++) {
             rc = ckpt_classifier_path(paths[p], sizeof paths[p], dir, p);
             ptrs[p] = paths[p];
         }
-        if (rc != 0) ckpt_io_set_err(err, errlen, "%s: path too long", dir);
+        if (rc != 0) err_set(err, errlen, "%s: path too long", dir);
         else rc = ckpt_classifier_open(out, ptrs, files, num_classes, err, errlen);
     }
     free(paths);
@@ -478,7 +479,7 @@ int64_t ckpt_classifier_dim(const CkptClassifierSet *s) { return s->dim; }
 int ckpt_classifier_read_rows(CkptClassifierSet *s, const char *section, int64_t a, int64_t b,
                               float *dst, char *err, size_t errlen) {
     if (a < 0 || a > b || b > s->num_classes) {
-        ckpt_io_set_err(err, errlen, "classifier rows [%lld, %lld) requested, the checkpoint holds [0, %lld)",
+        err_set(err, errlen, "classifier rows [%lld, %lld) requested, the checkpoint holds [0, %lld)",
                 (long long)a, (long long)b, (long long)s->num_classes);
         return -1;
     }

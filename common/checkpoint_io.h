@@ -6,8 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* printf into err (when err is not NULL). */
-void ckpt_io_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* buf (PATH_MAX) = dir + "/" + name; -1 when it does not fit. */
 int ckpt_io_path_join(char *buf, const char *dir, const char *name);
 /* fsync a directory so a rename or unlink in it is durable. */

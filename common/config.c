@@ -6,12 +6,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "err.h"
 
 typedef enum { T_INT, T_INT64, T_UINT64, T_FLOAT, T_DOUBLE, T_STRING, T_ENUM } KeyType;
 
@@ -189,16 +189,6 @@ typedef union {
     char s[CONFIG_STR];
 } Value;
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static const ConfigKey *find_key(const char *name) {
     for (int i = 0; i < NKEYS; i++)
         if (strcmp(KEYS[i].name, name) == 0) return &KEYS[i];
@@ -238,9 +228,9 @@ static void unknown_key_err(const char *name, char *err, size_t errlen) {
         }
     }
     if (best)
-        set_err(err, errlen, "key '%s': unknown key (did you mean '%s'?)", name, best);
+        err_set(err, errlen, "key '%s': unknown key (did you mean '%s'?)", name, best);
     else
-        set_err(err, errlen, "key '%s': unknown key (--help lists them)", name);
+        err_set(err, errlen, "key '%s': unknown key (--help lists them)", name);
 }
 
 /* 1 when value is one of the '|'-separated words in allowed. */
@@ -298,15 +288,15 @@ static int parse_value(const ConfigKey *k, const char *value, Value *out, char *
         long long v = strtoll(value, &end, 10);
         if (end == value || *end) goto not_integer;
         if (errno == ERANGE) {
-            set_err(why, n, "'%s' does not fit in a 64-bit integer", value);
+            err_set(why, n, "'%s' does not fit in a 64-bit integer", value);
             return -1;
         }
         if (v < k->imin || v > k->imax) {
-            set_err(why, n, "%lld is out of range %s", v, range);
+            err_set(why, n, "%lld is out of range %s", v, range);
             return -1;
         }
         if (k->multiple && v % k->multiple != 0) {
-            set_err(why, n, "%lld is not a multiple of %" PRId64, v, k->multiple);
+            err_set(why, n, "%lld is not a multiple of %" PRId64, v, k->multiple);
             return -1;
         }
         out->i = v;
@@ -319,7 +309,7 @@ static int parse_value(const ConfigKey *k, const char *value, Value *out, char *
         unsigned long long v = strtoull(value, &end, 10);
         if (*end) goto not_integer;
         if (errno == ERANGE) {
-            set_err(why, n, "'%s' does not fit in an unsigned 64-bit integer", value);
+            err_set(why, n, "'%s' does not fit in an unsigned 64-bit integer", value);
             return -1;
         }
         out->u = v;
@@ -340,16 +330,16 @@ static int parse_value(const ConfigKey *k, const char *value, Value *out, char *
             v = strtod(value, &end);
         if (end == value || *end) goto not_number;
         if (errno == ERANGE) { /* overflow, or underflow to a denormal or zero */
-            set_err(why, n, "'%s' is out of the range of a %s", value,
+            err_set(why, n, "'%s' is out of the range of a %s", value,
                     k->type == T_FLOAT ? "float" : "double");
             return -1;
         }
         if (!isfinite(v)) {
-            set_err(why, n, "'%s' is not a finite number", value);
+            err_set(why, n, "'%s' is not a finite number", value);
             return -1;
         }
         if (!in_float_range(k, v)) {
-            set_err(why, n, "%g is out of range %s", v, range);
+            err_set(why, n, "%g is out of range %s", v, range);
             return -1;
         }
         if (k->type == T_FLOAT)
@@ -362,11 +352,11 @@ static int parse_value(const ConfigKey *k, const char *value, Value *out, char *
     case T_ENUM: {
         size_t len = strlen(value);
         if (len >= CONFIG_STR) {
-            set_err(why, n, "value has %zu characters, the limit is %d", len, CONFIG_STR - 1);
+            err_set(why, n, "value has %zu characters, the limit is %d", len, CONFIG_STR - 1);
             return -1;
         }
         if (k->type == T_ENUM && !enum_allows(k->allowed, value)) {
-            set_err(why, n, "'%s' is not one of %s", value, k->allowed);
+            err_set(why, n, "'%s' is not one of %s", value, k->allowed);
             return -1;
         }
         /* What config_print writes must read back the same: no '#' (a comment),
@@ -374,13 +364,13 @@ static int parse_value(const ConfigKey *k, const char *value, Value *out, char *
         for (size_t i = 0; i < len; i++) {
             unsigned char ch = (unsigned char)value[i];
             if (ch == '#' || iscntrl(ch)) {
-                set_err(why, n, "value contains %s at position %zu",
+                err_set(why, n, "value contains %s at position %zu",
                         ch == '#' ? "'#' (which starts a comment)" : "a control character", i);
                 return -1;
             }
         }
         if (len && (isspace((unsigned char)value[0]) || isspace((unsigned char)value[len - 1]))) {
-            set_err(why, n, "value '%s' has leading or trailing blanks", value);
+            err_set(why, n, "value '%s' has leading or trailing blanks", value);
             return -1;
         }
         memcpy(out->s, value, len + 1);
@@ -390,10 +380,10 @@ static int parse_value(const ConfigKey *k, const char *value, Value *out, char *
     FATAL("unknown key type %d", (int)k->type);
 
 not_integer:
-    set_err(why, n, "expected an integer, got '%s'", value);
+    err_set(why, n, "expected an integer, got '%s'", value);
     return -1;
 not_number:
-    set_err(why, n, "expected a number%s, got '%s'", k->auto_ok ? " or auto" : "", value);
+    err_set(why, n, "expected a number%s, got '%s'", k->auto_ok ? " or auto" : "", value);
     return -1;
 }
 
@@ -434,7 +424,7 @@ int config_set(TrainConfig *c, const char *key, const char *value, char *err, si
     Value v;
     char why[512];
     if (parse_value(k, value, &v, why, sizeof why) < 0) {
-        set_err(err, errlen, "key '%s': %s", key, why);
+        err_set(err, errlen, "key '%s': %s", key, why);
         return -1;
     }
     store_value(c, k, &v);
@@ -452,7 +442,7 @@ static char *trim(char *s) {
 int config_load_file(TrainConfig *c, const char *path, char *err, size_t errlen) {
     FILE *f = fopen(path, "r");
     if (!f) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     TrainConfig tmp = *c; /* c changes only when the whole file is good */
@@ -464,7 +454,7 @@ int config_load_file(TrainConfig *c, const char *path, char *err, size_t errlen)
         lineno++;
         size_t len = strlen(line);
         if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
-            set_err(err, errlen, "%s:%d: line longer than %d characters", path, lineno,
+            err_set(err, errlen, "%s:%d: line longer than %d characters", path, lineno,
                     CONFIG_LINE - 2);
             goto error;
         }
@@ -474,29 +464,29 @@ int config_load_file(TrainConfig *c, const char *path, char *err, size_t errlen)
         if (!*s) continue;
         char *eq = strchr(s, '=');
         if (!eq) {
-            set_err(err, errlen, "%s:%d: expected 'key = value', got '%s'", path, lineno, s);
+            err_set(err, errlen, "%s:%d: expected 'key = value', got '%s'", path, lineno, s);
             goto error;
         }
         *eq = '\0';
         char *key = trim(s), *value = trim(eq + 1);
         if (!*key) {
-            set_err(err, errlen, "%s:%d: missing key before '= %s'", path, lineno, value);
+            err_set(err, errlen, "%s:%d: missing key before '= %s'", path, lineno, value);
             goto error;
         }
         const ConfigKey *k = find_key(key);
         if (k && set_on_line[k - KEYS]) {
-            set_err(err, errlen, "%s:%d: key '%s': set twice (first on line %d)", path, lineno,
+            err_set(err, errlen, "%s:%d: key '%s': set twice (first on line %d)", path, lineno,
                     key, set_on_line[k - KEYS]);
             goto error;
         }
         if (config_set(&tmp, key, value, why, sizeof why) < 0) {
-            set_err(err, errlen, "%s:%d: %s", path, lineno, why);
+            err_set(err, errlen, "%s:%d: %s", path, lineno, why);
             goto error;
         }
         set_on_line[k - KEYS] = lineno;
     }
     if (ferror(f)) {
-        set_err(err, errlen, "%s:%d: read error: %s", path, lineno, strerror(errno));
+        err_set(err, errlen, "%s:%d: read error: %s", path, lineno, strerror(errno));
         goto error;
     }
     fclose(f);
@@ -523,21 +513,21 @@ int config_from_args(TrainConfig *c, int argc, char **argv, char *err, size_t er
         const char *kv = strncmp(arg, "--", 2) == 0 ? arg + 2 : arg;
         const char *eq = strchr(kv, '=');
         if (!eq) {
-            set_err(err, errlen, "argument '%s' is not key=value (only the first argument may "
+            err_set(err, errlen, "argument '%s' is not key=value (only the first argument may "
                     "be a config file)", arg);
             return -1;
         }
         char key[128], value[CONFIG_LINE];
         size_t klen = (size_t)(eq - kv);
         if (klen >= sizeof key || strlen(eq + 1) >= sizeof value) {
-            set_err(err, errlen, "override '%.64s...' is too long", arg);
+            err_set(err, errlen, "override '%.64s...' is too long", arg);
             return -1;
         }
         memcpy(key, kv, klen);
         key[klen] = '\0';
         strcpy(value, eq + 1);
         if (config_set(&tmp, trim(key), trim(value), why, sizeof why) < 0) {
-            set_err(err, errlen, "override '%s': %s", arg, why);
+            err_set(err, errlen, "override '%s': %s", arg, why);
             return -1;
         }
     }
@@ -565,21 +555,21 @@ int config_parse_epochs(const char *list, double *epochs, int max, char *err, si
         char *end;
         double e = strtod(p, &end);
         if (end == p || !(e > 0) || !isfinite(e) || (*end && *end != ',')) {
-            set_err(err, errlen, "key 'lr_epochs': '%s' is not a comma-separated list of positive numbers",
+            err_set(err, errlen, "key 'lr_epochs': '%s' is not a comma-separated list of positive numbers",
                     list);
             return -1;
         }
         if (n == max) {
-            set_err(err, errlen, "key 'lr_epochs': more than %d epochs", max);
+            err_set(err, errlen, "key 'lr_epochs': more than %d epochs", max);
             return -1;
         }
         if (n > 0 && e <= epochs[n - 1]) {
-            set_err(err, errlen, "key 'lr_epochs': epochs must increase (%g after %g)", e, epochs[n - 1]);
+            err_set(err, errlen, "key 'lr_epochs': epochs must increase (%g after %g)", e, epochs[n - 1]);
             return -1;
         }
         epochs[n++] = e;
         if (*end == ',' && end[1] == '\0') {
-            set_err(err, errlen, "key 'lr_epochs': '%s' ends with a comma", list);
+            err_set(err, errlen, "key 'lr_epochs': '%s' ends with a comma", list);
             return -1;
         }
         p = *end ? end + 1 : end;
@@ -593,7 +583,7 @@ int config_finalize(TrainConfig *c, char *err, size_t errlen) {
     for (int i = 0; i < (int)(sizeof LOSS_MARGINS / sizeof LOSS_MARGINS[0]); i++)
         if (strcmp(t.loss, LOSS_MARGINS[i].loss) == 0) li = i;
     if (li < 0) {
-        set_err(err, errlen, "key 'loss': '%s' is not a known loss", t.loss);
+        err_set(err, errlen, "key 'loss': '%s' is not a known loss", t.loss);
         return -1;
     }
     if (isnan(t.m1)) t.m1 = LOSS_MARGINS[li].m1;
@@ -603,7 +593,7 @@ int config_finalize(TrainConfig *c, char *err, size_t errlen) {
      * margin of 0.35 typed into m2); mixing margins is what "combined" is for. */
     int sphereface = strcmp(t.loss, "sphereface") == 0;
     if (sphereface && (t.m1 != floorf(t.m1) || t.m1 < 1 || t.m1 > 5)) {
-        set_err(err, errlen, "key 'm1': sphereface needs an integer margin m1 in 1..5, got %g", t.m1);
+        err_set(err, errlen, "key 'm1': sphereface needs an integer margin m1 in 1..5, got %g", t.m1);
         return -1;
     }
     if (strcmp(t.margin_fallback, "auto") == 0)
@@ -615,34 +605,34 @@ int config_finalize(TrainConfig *c, char *err, size_t errlen) {
         else if (strcmp(t.loss, "arcface") != 0 && t.m2 != 0.0f) bad = "m2", v = t.m2;
         else if (strcmp(t.loss, "cosface") != 0 && t.m3 != 0.0f) bad = "m3", v = t.m3;
         if (bad) {
-            set_err(err, errlen, "key '%s': %s = %g does not belong to loss = %s (%s uses m1 = 1, "
+            err_set(err, errlen, "key '%s': %s = %g does not belong to loss = %s (%s uses m1 = 1, "
                     "m2 = %g, m3 = %g); set loss = combined to mix margins", bad, bad, v, t.loss,
                     t.loss, LOSS_MARGINS[li].m2, LOSS_MARGINS[li].m3);
             return -1;
         }
     }
     if (strcmp(t.margin_fallback, "thmm") == 0 && t.m1 != 1.0f) {
-        set_err(err, errlen, "key 'margin_fallback': thmm needs m1 = 1, but m1 = %g; use easy or "
+        err_set(err, errlen, "key 'margin_fallback': thmm needs m1 = 1, but m1 = %g; use easy or "
                 "none", t.m1);
         return -1;
     }
     if (sphereface && strcmp(t.margin_fallback, "none") != 0) {
-        set_err(err, errlen, "key 'margin_fallback': sphereface's psi needs no fallback (use none or auto)");
+        err_set(err, errlen, "key 'margin_fallback': sphereface's psi needs no fallback (use none or auto)");
         return -1;
     }
     if (!t.normalize_weights && (t.normalize_embeddings || strcmp(t.loss, "softmax") != 0)) {
-        set_err(err, errlen, "key 'normalize_weights': raw classifier rows give plain x.w logits, which need "
+        err_set(err, errlen, "key 'normalize_weights': raw classifier rows give plain x.w logits, which need "
                 "loss = softmax and normalize_embeddings = 0");
         return -1;
     }
     if (t.bn_group == 0) t.bn_group = t.batch_size;
     if (t.batch_size % t.bn_group != 0) {
-        set_err(err, errlen, "key 'bn_group': %d does not divide batch_size %d", t.bn_group,
+        err_set(err, errlen, "key 'bn_group': %d does not divide batch_size %d", t.bn_group,
                 t.batch_size);
         return -1;
     }
     if (t.warmup_steps >= t.steps) {
-        set_err(err, errlen, "key 'warmup_steps': %" PRId64 " must be less than steps (%" PRId64
+        err_set(err, errlen, "key 'warmup_steps': %" PRId64 " must be less than steps (%" PRId64
                 ")", t.warmup_steps, t.steps);
         return -1;
     }
@@ -651,45 +641,45 @@ int config_finalize(TrainConfig *c, char *err, size_t errlen) {
         int n = config_parse_epochs(t.lr_epochs, epochs, CONFIG_MAX_LR_EPOCHS, err, errlen);
         if (n < 0) return -1;
         if (n == 0) {
-            set_err(err, errlen, "key 'lr_epochs': lr_schedule = step needs at least one epoch");
+            err_set(err, errlen, "key 'lr_epochs': lr_schedule = step needs at least one epoch");
             return -1;
         }
     } else if (t.lr_epochs[0]) {
-        set_err(err, errlen, "key 'lr_epochs': only used with lr_schedule = step");
+        err_set(err, errlen, "key 'lr_epochs': only used with lr_schedule = step");
         return -1;
     }
     if (t.stop_at_step >= t.steps) {
-        set_err(err, errlen, "key 'stop_at_step': %" PRId64 " must be less than steps (%" PRId64 "); 0 = run to the end",
+        err_set(err, errlen, "key 'stop_at_step': %" PRId64 " must be less than steps (%" PRId64 "); 0 = run to the end",
                 t.stop_at_step, t.steps);
         return -1;
     }
     if (t.stop_at_step > 0 && !t.output_dir[0]) {
-        set_err(err, errlen, "key 'stop_at_step': stopping early saves a checkpoint, which needs output_dir");
+        err_set(err, errlen, "key 'stop_at_step': stopping early saves a checkpoint, which needs output_dir");
         return -1;
     }
     if (strcmp(t.dataset, "synthetic") != 0 && t.data_path[0] == '\0') {
-        set_err(err, errlen, "key 'data_path': dataset = %s needs data_path (%s)", t.dataset,
+        err_set(err, errlen, "key 'data_path': dataset = %s needs data_path (%s)", t.dataset,
                 strcmp(t.dataset, "rec") == 0 ? "the train.rec file" : "the image root");
         return -1;
     }
     if (t.data_class_limit != 0 && strcmp(t.dataset, "folder") != 0) {
-        set_err(err, errlen, "key 'data_class_limit': only dataset = folder can be limited to its "
+        err_set(err, errlen, "key 'data_class_limit': only dataset = folder can be limited to its "
                 "first identities");
         return -1;
     }
     if ((t.exclude_pairs[0] || t.exclude_list[0]) && strcmp(t.dataset, "folder") != 0) {
-        set_err(err, errlen, "key '%s': only dataset = folder can leave identities out (dataset is %s)",
+        err_set(err, errlen, "key '%s': only dataset = folder can leave identities out (dataset is %s)",
                 t.exclude_pairs[0] ? "exclude_pairs" : "exclude_list", t.dataset);
         return -1;
     }
     if (t.exclude_fold != 0 && !t.exclude_pairs[0]) {
-        set_err(err, errlen, "key 'exclude_fold': %d names a fold of exclude_pairs, which is not set",
+        err_set(err, errlen, "key 'exclude_fold': %d names a fold of exclude_pairs, which is not set",
                 t.exclude_fold);
         return -1;
     }
     if (strcmp(t.dataset, "synthetic") == 0 && t.num_classes != 0 &&
         t.num_classes < t.synthetic_ids) {
-        set_err(err, errlen, "key 'num_classes': %" PRId64 " is fewer than synthetic_ids (%d); "
+        err_set(err, errlen, "key 'num_classes': %" PRId64 " is fewer than synthetic_ids (%d); "
                 "use 0 to take the dataset's count", t.num_classes, t.synthetic_ids);
         return -1;
     }
@@ -697,7 +687,7 @@ int config_finalize(TrainConfig *c, char *err, size_t errlen) {
      * float embeddings, plus header and identity frames (well under 1 KiB). */
     int64_t need = (int64_t)t.batch_size * (8 + 4 * (int64_t)t.embedding_size) + 1024;
     if (t.max_message_bytes < need) {
-        set_err(err, errlen, "key 'max_message_bytes': %" PRId64 " is too small for batch_size %d "
+        err_set(err, errlen, "key 'max_message_bytes': %" PRId64 " is too small for batch_size %d "
                 "x embedding_size %d (needs at least %" PRId64 ")", t.max_message_bytes,
                 t.batch_size, t.embedding_size, need);
         return -1;

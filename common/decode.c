@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,19 +13,9 @@
 #include <turbojpeg.h>
 #include <unistd.h>
 
+#include "err.h"
 #include "png_decode.h"
 #include "synthetic.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* Grows *buf to hold need bytes; its content is not kept. */
 static int reserve(uint8_t **buf, size_t *cap, size_t need) {
@@ -66,21 +55,21 @@ static int jpeg_fail(DecodedImage *img) {
 static int jpeg_decode(const uint8_t *data, size_t len, DecodedImage *img, char *err, size_t errlen) {
     if (!img->tj) {
         img->tj = tjInitDecompress();
-        if (!img->tj) return fail(err, errlen, "cannot create a TurboJPEG decompressor: %s", tjGetErrorStr2(NULL));
+        if (!img->tj) return err_set(err, errlen, "cannot create a TurboJPEG decompressor: %s", tjGetErrorStr2(NULL));
     }
     tjhandle tj = img->tj;
     int w, h, subsamp, colourspace;
     if (tjDecompressHeader3(tj, data, (unsigned long)len, &w, &h, &subsamp, &colourspace) != 0) {
-        fail(err, errlen, "JPEG header: %s (corrupt or truncated file)", tjGetErrorStr2(tj));
+        err_set(err, errlen, "JPEG header: %s (corrupt or truncated file)", tjGetErrorStr2(tj));
         return jpeg_fail(img);
     }
     if (!size_ok(w, h))
-        return fail(err, errlen, "JPEG is %dx%d pixels: over the limit of %d per side and %lld Mpixel", w, h,
+        return err_set(err, errlen, "JPEG is %dx%d pixels: over the limit of %d per side and %lld Mpixel", w, h,
                     DECODE_MAX_SIDE, DECODE_MAX_PIXELS >> 20);
     size_t n = (size_t)w * (size_t)h;
     int cmyk = colourspace == TJCS_CMYK || colourspace == TJCS_YCCK;
     if (reserve(&img->rgb, &img->rgb_cap, n * 3) || (cmyk && reserve(&img->work, &img->work_cap, n * 4)))
-        return fail(err, errlen, "out of memory for a %dx%d JPEG", w, h);
+        return err_set(err, errlen, "out of memory for a %dx%d JPEG", w, h);
     /* Warnings (truncated data, corrupt entropy-coded data) stop decoding and
      * are errors: the alternative is an image whose lower part is grey. */
     const int flags = TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS;
@@ -88,7 +77,7 @@ static int jpeg_decode(const uint8_t *data, size_t len, DecodedImage *img, char 
                   : tjDecompress2(tj, data, (unsigned long)len, img->rgb, w, 0, h, TJPF_RGB, flags);
     if (rc != 0) {
         int fatal = tjGetErrorCode(tj) == TJERR_FATAL;
-        fail(err, errlen, "JPEG %s: %s (corrupt or truncated file)", fatal ? "decoding failed" : "data is damaged",
+        err_set(err, errlen, "JPEG %s: %s (corrupt or truncated file)", fatal ? "decoding failed" : "data is damaged",
              tjGetErrorStr2(tj));
         return jpeg_fail(img);
     }
@@ -140,22 +129,22 @@ static int pnm_decode(const uint8_t *data, size_t len, DecodedImage *img, char *
     size_t pos = 2;
     uint32_t w, h, maxval;
     if (pnm_number(data, len, &pos, &w) || pnm_number(data, len, &pos, &h) || pnm_number(data, len, &pos, &maxval))
-        return fail(err, errlen, "%s header: width, height and maxval not found (corrupt or truncated)", kind);
+        return err_set(err, errlen, "%s header: width, height and maxval not found (corrupt or truncated)", kind);
     if (pos >= len || !pnm_space(data[pos]))
-        return fail(err, errlen, "%s header: no whitespace after maxval (corrupt or truncated)", kind);
+        return err_set(err, errlen, "%s header: no whitespace after maxval (corrupt or truncated)", kind);
     pos++;
-    if (w == 0 || h == 0) return fail(err, errlen, "%s is %ux%u pixels (corrupt)", kind, w, h);
+    if (w == 0 || h == 0) return err_set(err, errlen, "%s is %ux%u pixels (corrupt)", kind, w, h);
     if (!size_ok(w, h))
-        return fail(err, errlen, "%s is %ux%u pixels: over the limit of %d per side and %lld Mpixel", kind, w, h,
+        return err_set(err, errlen, "%s is %ux%u pixels: over the limit of %d per side and %lld Mpixel", kind, w, h,
                     DECODE_MAX_SIDE, DECODE_MAX_PIXELS >> 20);
-    if (maxval == 0 || maxval > 65535) return fail(err, errlen, "%s maxval %u is not in 1..65535", kind, maxval);
+    if (maxval == 0 || maxval > 65535) return err_set(err, errlen, "%s maxval %u is not in 1..65535", kind, maxval);
     const size_t bytes = maxval > 255 ? 2 : 1;
     const size_t n = (size_t)w * h * (size_t)channels;
     if (len - pos < n * bytes)
-        return fail(err, errlen, "%s data ends after %zu of %zu pixel bytes: truncated file", kind, len - pos,
+        return err_set(err, errlen, "%s data ends after %zu of %zu pixel bytes: truncated file", kind, len - pos,
                     n * bytes);
     if (reserve(&img->rgb, &img->rgb_cap, (size_t)w * h * 3))
-        return fail(err, errlen, "out of memory for a %ux%u %s", w, h, kind);
+        return err_set(err, errlen, "out of memory for a %ux%u %s", w, h, kind);
     const uint8_t *s = data + pos;
     uint8_t *d = img->rgb;
     size_t bad = SIZE_MAX;
@@ -178,7 +167,7 @@ static int pnm_decode(const uint8_t *data, size_t len, DecodedImage *img, char *
         }
     }
     if (bad != SIZE_MAX)
-        return fail(err, errlen, "%s sample %zu is above maxval %u (corrupt)", kind, bad, maxval);
+        return err_set(err, errlen, "%s sample %zu is above maxval %u (corrupt)", kind, bad, maxval);
     img->width = (int)w;
     img->height = (int)h;
     img->grey = channels == 1;
@@ -188,7 +177,7 @@ static int pnm_decode(const uint8_t *data, size_t len, DecodedImage *img, char *
 /* ---- format detection ---------------------------------------------------- */
 
 int decode_image(const uint8_t *data, size_t len, DecodedImage *img, char *err, size_t errlen) {
-    if (len == 0) return fail(err, errlen, "empty image (0 bytes)");
+    if (len == 0) return err_set(err, errlen, "empty image (0 bytes)");
     if (len >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
         return jpeg_decode(data, len, img, err, errlen);
     if (len >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0) return png_decode(data, len, img, err, errlen);
@@ -204,7 +193,7 @@ int decode_image(const uint8_t *data, size_t len, DecodedImage *img, char *err, 
     else if (len >= 4 && (memcmp(data, "II*\0", 4) == 0 || memcmp(data, "MM\0*", 4) == 0)) guess = ": TIFF";
     else if (len >= 2 && data[0] == 'P' && data[1] >= '1' && data[1] <= '4') guess = ": plain or 1-bit PNM";
     else if (len >= 2 && data[0] == 0xFF && data[1] == 0xD8) guess = ": damaged JPEG?";
-    return fail(err, errlen, "unsupported image format (first bytes %s%s; JPEG, PNG and binary PGM/PPM are "
+    return err_set(err, errlen, "unsupported image format (first bytes %s%s; JPEG, PNG and binary PGM/PPM are "
                 "supported)", hex, guess);
 }
 
@@ -339,20 +328,20 @@ int decode_to_face(const uint8_t *data, size_t len, DecodedImage *scratch, float
 
 int image_load_file(const char *path, uint8_t **buf, size_t *cap, size_t *len, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return err_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return fail(err, errlen, "%s: cannot stat: %s", path, strerror(e));
+        return err_set(err, errlen, "%s: cannot stat: %s", path, strerror(e));
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
-        return fail(err, errlen, "%s: is a directory, not an image file", path);
+        return err_set(err, errlen, "%s: is a directory, not an image file", path);
     }
     if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > IMAGE_FILE_MAX) {
         close(fd);
-        return fail(err, errlen, "%s: %lld bytes, over the image file limit of %u MiB", path,
+        return err_set(err, errlen, "%s: %lld bytes, over the image file limit of %u MiB", path,
                     (long long)st.st_size, IMAGE_FILE_MAX >> 20);
     }
     /* A regular file is read into a buffer one byte larger than its size, so
@@ -365,7 +354,7 @@ int image_load_file(const char *path, uint8_t **buf, size_t *cap, size_t *len, c
             uint8_t *p = realloc(*buf, ncap);
             if (!p) {
                 close(fd);
-                return fail(err, errlen, "%s: out of memory for %zu bytes", path, ncap);
+                return err_set(err, errlen, "%s: out of memory for %zu bytes", path, ncap);
             }
             *buf = p;
             *cap = ncap;
@@ -375,13 +364,13 @@ int image_load_file(const char *path, uint8_t **buf, size_t *cap, size_t *len, c
         if (r < 0) {
             int e = errno;
             close(fd);
-            return fail(err, errlen, "%s: read failed after %zu bytes: %s", path, got, strerror(e));
+            return err_set(err, errlen, "%s: read failed after %zu bytes: %s", path, got, strerror(e));
         }
         if (r == 0) break;
         got += (size_t)r;
         if (got > IMAGE_FILE_MAX) {
             close(fd);
-            return fail(err, errlen, "%s: over the image file limit of %u MiB", path, IMAGE_FILE_MAX >> 20);
+            return err_set(err, errlen, "%s: over the image file limit of %u MiB", path, IMAGE_FILE_MAX >> 20);
         }
         if (got == *cap) want = 2 * *cap;
     }

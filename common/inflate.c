@@ -3,9 +3,10 @@
  * does), every length and distance checked against the buffers. */
 #include "inflate.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "err.h"
 
 #define MAX_BITS 15   /* longest deflate code */
 #ifndef INFLATE_FAST_BITS
@@ -38,19 +39,8 @@ typedef struct {
     size_t errlen;
 } Inflater;
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static int truncated(Inflater *s) {
-    return fail(s->err, s->errlen, "deflate data ends early (after %zu of %zu output bytes): truncated stream",
+    return err_set(s->err, s->errlen, "deflate data ends early (after %zu of %zu output bytes): truncated stream",
                 s->out_pos, s->out_len);
 }
 
@@ -98,12 +88,12 @@ static int huffman_build(Huffman *h, const uint8_t *lens, int n, int kind, Infla
         left <<= 1;
         left -= h->count[len];
         if (left < 0)
-            return fail(s->err, s->errlen, "deflate: %s code lengths are over-subscribed (corrupt stream)",
+            return err_set(s->err, s->errlen, "deflate: %s code lengths are over-subscribed (corrupt stream)",
                         name[kind]);
         if (h->count[len]) max_len = len;
     }
     if (left > 0 && max_len > 0 && (kind == CODES_CODELEN || max_len != 1))
-        return fail(s->err, s->errlen, "deflate: %s code lengths are incomplete (corrupt stream)", name[kind]);
+        return err_set(s->err, s->errlen, "deflate: %s code lengths are incomplete (corrupt stream)", name[kind]);
 
     uint16_t offs[MAX_BITS + 2];
     offs[1] = 0;
@@ -154,7 +144,7 @@ static inline int decode_symbol(Inflater *s, const Huffman *h) {
         first = (first + count) << 1;
         code <<= 1;
     }
-    return fail(s->err, s->errlen, "deflate: invalid Huffman code after %zu output bytes (corrupt stream)",
+    return err_set(s->err, s->errlen, "deflate: invalid Huffman code after %zu output bytes (corrupt stream)",
                 s->out_pos);
 }
 
@@ -164,10 +154,10 @@ static int stored_block(Inflater *s) {
     uint32_t len, nlen;
     if (getbits(s, 16, &len) || getbits(s, 16, &nlen)) return -1;
     if (len != (~nlen & 0xffffu))
-        return fail(s->err, s->errlen, "deflate: stored block length %u does not match its complement 0x%04x "
+        return err_set(s->err, s->errlen, "deflate: stored block length %u does not match its complement 0x%04x "
                     "(corrupt stream)", len, nlen);
     if (len > s->out_len - s->out_pos)
-        return fail(s->err, s->errlen, "deflate: more data than the expected %zu bytes", s->out_len);
+        return err_set(s->err, s->errlen, "deflate: more data than the expected %zu bytes", s->out_len);
     while (len && s->nbits >= 8) { /* whole bytes already in the bit buffer */
         s->out[s->out_pos++] = (uint8_t)s->bits;
         s->bits >>= 8;
@@ -197,27 +187,27 @@ static int codes_block(Inflater *s, const Huffman *litlen, const Huffman *dist) 
         if (sym < 0) return -1;
         if (sym < 256) {
             if (s->out_pos == s->out_len)
-                return fail(s->err, s->errlen, "deflate: more data than the expected %zu bytes", s->out_len);
+                return err_set(s->err, s->errlen, "deflate: more data than the expected %zu bytes", s->out_len);
             s->out[s->out_pos++] = (uint8_t)sym;
             continue;
         }
         if (sym == 256) return 0;
         sym -= 257;
         if (sym >= 29)
-            return fail(s->err, s->errlen, "deflate: invalid length code %d (corrupt stream)", sym + 257);
+            return err_set(s->err, s->errlen, "deflate: invalid length code %d (corrupt stream)", sym + 257);
         uint32_t extra, len, d;
         if (getbits(s, LEN_EXTRA[sym], &extra)) return -1;
         len = LEN_BASE[sym] + extra;
         int dsym = decode_symbol(s, dist);
         if (dsym < 0) return -1;
-        if (dsym >= 30) return fail(s->err, s->errlen, "deflate: invalid distance code %d (corrupt stream)", dsym);
+        if (dsym >= 30) return err_set(s->err, s->errlen, "deflate: invalid distance code %d (corrupt stream)", dsym);
         if (getbits(s, DIST_EXTRA[dsym], &extra)) return -1;
         d = DIST_BASE[dsym] + extra;
         if (d > s->out_pos)
-            return fail(s->err, s->errlen, "deflate: distance %u too far back (only %zu bytes written; corrupt "
+            return err_set(s->err, s->errlen, "deflate: distance %u too far back (only %zu bytes written; corrupt "
                         "stream)", d, s->out_pos);
         if (len > s->out_len - s->out_pos)
-            return fail(s->err, s->errlen, "deflate: more data than the expected %zu bytes", s->out_len);
+            return err_set(s->err, s->errlen, "deflate: more data than the expected %zu bytes", s->out_len);
         uint8_t *o = s->out + s->out_pos;
         const uint8_t *from = o - d;
         if (d >= len) {
@@ -249,7 +239,7 @@ static int dynamic_codes(Huffman *litlen, Huffman *dist, Inflater *s) {
     hdist += 1;
     hclen += 4;
     if (hlit > 286 || hdist > 30)
-        return fail(s->err, s->errlen, "deflate: %u literal/length or %u distance codes declared (at most 286 and "
+        return err_set(s->err, s->errlen, "deflate: %u literal/length or %u distance codes declared (at most 286 and "
                     "30; corrupt stream)", hlit, hdist);
     uint8_t lens[MAX_LITLEN + MAX_DIST];
     memset(lens, 0, 19);
@@ -271,7 +261,7 @@ static int dynamic_codes(Huffman *litlen, Huffman *dist, Inflater *s) {
         uint32_t rep, v;
         uint8_t value = 0;
         if (sym == 16) {
-            if (n == 0) return fail(s->err, s->errlen, "deflate: code length repeat with no previous length");
+            if (n == 0) return err_set(s->err, s->errlen, "deflate: code length repeat with no previous length");
             value = lens[n - 1];
             if (getbits(s, 2, &v)) return -1;
             rep = 3 + v;
@@ -283,11 +273,11 @@ static int dynamic_codes(Huffman *litlen, Huffman *dist, Inflater *s) {
             rep = 11 + v;
         }
         if (rep > total - n)
-            return fail(s->err, s->errlen, "deflate: code length repeat runs past the %u lengths declared", total);
+            return err_set(s->err, s->errlen, "deflate: code length repeat runs past the %u lengths declared", total);
         memset(lens + n, value, rep);
         n += rep;
     }
-    if (lens[256] == 0) return fail(s->err, s->errlen, "deflate: no end-of-block code (corrupt stream)");
+    if (lens[256] == 0) return err_set(s->err, s->errlen, "deflate: no end-of-block code (corrupt stream)");
     if (huffman_build(litlen, lens, (int)hlit, CODES_LITLEN, s)) return -1;
     return huffman_build(dist, lens + hlit, (int)hdist, CODES_DIST, s);
 }
@@ -308,11 +298,11 @@ uint32_t inflate_adler32(uint32_t adler, const uint8_t *p, size_t n) {
 }
 
 int inflate_zlib(uint8_t *out, size_t out_len, const uint8_t *in, size_t in_len, char *err, size_t errlen) {
-    if (in_len < 2) return fail(err, errlen, "zlib stream of %zu bytes: truncated", in_len);
+    if (in_len < 2) return err_set(err, errlen, "zlib stream of %zu bytes: truncated", in_len);
     unsigned cmf = in[0], flg = in[1];
     if ((cmf & 15) != 8 || (cmf >> 4) > 7 || (cmf << 8 | flg) % 31 != 0)
-        return fail(err, errlen, "bad zlib header 0x%02x 0x%02x (not a deflate stream, or corrupt)", cmf, flg);
-    if (flg & 0x20) return fail(err, errlen, "zlib stream needs a preset dictionary (not allowed here)");
+        return err_set(err, errlen, "bad zlib header 0x%02x 0x%02x (not a deflate stream, or corrupt)", cmf, flg);
+    if (flg & 0x20) return err_set(err, errlen, "zlib stream needs a preset dictionary (not allowed here)");
 
     Inflater s = {.in = in, .in_len = in_len, .in_pos = 2, .out = out, .out_len = out_len, .err = err,
                   .errlen = errlen};
@@ -331,24 +321,24 @@ int inflate_zlib(uint8_t *out, size_t out_len, const uint8_t *in, size_t in_len,
             rc = dynamic_codes(&litlen, &dist, &s);
             if (rc == 0) rc = codes_block(&s, &litlen, &dist);
         } else {
-            rc = fail(err, errlen, "deflate: reserved block type 3 (corrupt stream)");
+            rc = err_set(err, errlen, "deflate: reserved block type 3 (corrupt stream)");
         }
         if (rc) return -1;
     }
     if (s.out_pos != out_len)
-        return fail(err, errlen, "deflate stream ends after %zu of the expected %zu bytes", s.out_pos, out_len);
+        return err_set(err, errlen, "deflate stream ends after %zu of the expected %zu bytes", s.out_pos, out_len);
     s.bits >>= s.nbits & 7;
     s.nbits -= s.nbits & 7;
     uint32_t stored = 0;
     for (int i = 0; i < 4; i++) {
         uint32_t byte;
         if (getbits(&s, 8, &byte))
-            return fail(err, errlen, "zlib stream ends before its Adler-32 checksum: truncated");
+            return err_set(err, errlen, "zlib stream ends before its Adler-32 checksum: truncated");
         stored = stored << 8 | byte;
     }
     uint32_t computed = inflate_adler32(1, out, out_len);
     if (stored != computed)
-        return fail(err, errlen, "zlib Adler-32 mismatch (stored 0x%08x, computed 0x%08x): corrupt data", stored,
+        return err_set(err, errlen, "zlib Adler-32 mismatch (stored 0x%08x, computed 0x%08x): corrupt data", stored,
                     computed);
     return 0;
 }

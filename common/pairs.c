@@ -4,11 +4,12 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "err.h"
 
 #define MAX_FIELDS 5     /* more than 4 is an error; keep one to count past it */
 #define MAX_NUMBER 99999999
@@ -20,21 +21,10 @@ typedef struct {
     int line;
 } Line;
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 /* Reads the whole file, NUL-terminated. */
 static int read_text(const char *path, char **text, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    if (!f) return err_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -47,15 +37,15 @@ static int read_text(const char *path, char **text, size_t *len, char *err, size
     }
     int read_error = ferror(f);
     fclose(f);
-    if (!buf) return fail(err, errlen, "%s: out of memory", path);
+    if (!buf) return err_set(err, errlen, "%s: out of memory", path);
     if (read_error) {
         free(buf);
-        return fail(err, errlen, "%s: read error", path);
+        return err_set(err, errlen, "%s: read error", path);
     }
     buf[n] = '\0';
     if (memchr(buf, '\0', n)) {
         free(buf);
-        return fail(err, errlen, "%s: contains a NUL byte: not a pairs text file", path);
+        return err_set(err, errlen, "%s: contains a NUL byte: not a pairs text file", path);
     }
     *text = buf;
     *len = n;
@@ -68,7 +58,7 @@ static int split_lines(char *text, size_t len, Line **lines, int *n_lines, const
     size_t cap = 64;
     int n = 0, line_no = 0;
     Line *out = malloc(cap * sizeof *out);
-    if (!out) return fail(err, errlen, "%s: out of memory", path);
+    if (!out) return err_set(err, errlen, "%s: out of memory", path);
     char *p = text, *end = text + len;
     while (p < end) {
         char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -78,7 +68,7 @@ static int split_lines(char *text, size_t len, Line **lines, int *n_lines, const
         line_no++;
         if (line_no == INT_MAX) {
             free(out);
-            return fail(err, errlen, "%s: too many lines", path);
+            return err_set(err, errlen, "%s: too many lines", path);
         }
         Line l = {.line = line_no};
         for (char *q = p; q < eol;) {
@@ -93,7 +83,7 @@ static int split_lines(char *text, size_t len, Line **lines, int *n_lines, const
                 Line *bigger = realloc(out, 2 * cap * sizeof *out);
                 if (!bigger) {
                     free(out);
-                    return fail(err, errlen, "%s: out of memory", path);
+                    return err_set(err, errlen, "%s: out of memory", path);
                 }
                 out = bigger;
                 cap *= 2;
@@ -139,7 +129,7 @@ int pairs_load(PairList *pl, const char *pairs_path, const char *image_root, cha
     pl->text = text;
     if (split_lines(text, len, &lines, &n_lines, pairs_path, err, errlen) != 0) goto error;
     if (n_lines == 0) {
-        fail(err, errlen, "%s: empty or blank file: expected a header line 'FOLDS PAIRS' (e.g. '10 300') or 'PAIRS'",
+        err_set(err, errlen, "%s: empty or blank file: expected a header line 'FOLDS PAIRS' (e.g. '10 300') or 'PAIRS'",
              pairs_path);
         goto error;
     }
@@ -154,20 +144,20 @@ int pairs_load(PairList *pl, const char *pairs_path, const char *image_root, cha
         half = parse_count(h->field[1]);
     }
     if (h->n_fields < 1 || h->n_fields > 2 || folds < 1 || half < 1) {
-        fail(err, errlen, "%s:%d: expected a header 'FOLDS PAIRS' (e.g. '10 300': 10 folds of 300 same and 300 "
+        err_set(err, errlen, "%s:%d: expected a header 'FOLDS PAIRS' (e.g. '10 300': 10 folds of 300 same and 300 "
              "different pairs) or 'PAIRS' (one fold), got %d field%s starting '%s'", pairs_path, h->line,
              h->n_fields, h->n_fields == 1 ? "" : "s", h->field[0]);
         goto error;
     }
     long long want = 2LL * folds * half;
     if (want != n_lines - 1) {
-        fail(err, errlen, "%s: the header (line %d) asks for %d fold%s of %d same + %d different pairs = %lld pair "
+        err_set(err, errlen, "%s: the header (line %d) asks for %d fold%s of %d same + %d different pairs = %lld pair "
              "lines, but the file has %d", pairs_path, h->line, folds, folds == 1 ? "" : "s", half, half, want,
              n_lines - 1);
         goto error;
     }
     if (want > INT_MAX / 2) {
-        fail(err, errlen, "%s:%d: %lld pairs are too many", pairs_path, h->line, want);
+        err_set(err, errlen, "%s:%d: %lld pairs are too many", pairs_path, h->line, want);
         goto error;
     }
     int n = (int)want;
@@ -180,7 +170,7 @@ int pairs_load(PairList *pl, const char *pairs_path, const char *image_root, cha
     pl->number = calloc(2 * (size_t)n, sizeof *pl->number);
     pl->line = calloc((size_t)n, sizeof *pl->line);
     if (!pl->same || (image_root && !pl->path) || !pl->person || !pl->number || !pl->line) {
-        fail(err, errlen, "%s: out of memory for %d pairs", pairs_path, n);
+        err_set(err, errlen, "%s: out of memory for %d pairs", pairs_path, n);
         goto error;
     }
 
@@ -190,7 +180,7 @@ int pairs_load(PairList *pl, const char *pairs_path, const char *image_root, cha
         int in_fold = i % pl->fold_pairs, same = in_fold < half;
         int fields = same ? 3 : 4;
         if (l->n_fields != fields) {
-            fail(err, errlen, "%s:%d: expected a %s line '%s' (fold %d, pair %d of %d), got %d field%s", pairs_path,
+            err_set(err, errlen, "%s:%d: expected a %s line '%s' (fold %d, pair %d of %d), got %d field%s", pairs_path,
                  l->line, same ? "same-person" : "different-person", same ? "Name i j" : "NameA i NameB j",
                  i / pl->fold_pairs + 1, in_fold + 1, pl->fold_pairs, l->n_fields, l->n_fields == 1 ? "" : "s");
             goto error;
@@ -199,12 +189,12 @@ int pairs_load(PairList *pl, const char *pairs_path, const char *image_root, cha
         const char *num[2] = {l->field[1], same ? l->field[2] : l->field[3]};
         for (int s = 0; s < 2; s++) {
             if (!name_ok(name[s])) {
-                fail(err, errlen, "%s:%d: '%s' cannot be a person's folder name", pairs_path, l->line, name[s]);
+                err_set(err, errlen, "%s:%d: '%s' cannot be a person's folder name", pairs_path, l->line, name[s]);
                 goto error;
             }
             int v = parse_count(num[s]);
             if (v < 1) {
-                fail(err, errlen, "%s:%d: image number '%s' is not a positive integer (at most %d)", pairs_path,
+                err_set(err, errlen, "%s:%d: image number '%s' is not a positive integer (at most %d)", pairs_path,
                      l->line, num[s], MAX_NUMBER);
                 goto error;
             }
@@ -230,7 +220,7 @@ int pairs_load(PairList *pl, const char *pairs_path, const char *image_root, cha
     }
     pl->path_text = malloc(total);
     if (!pl->path_text) {
-        fail(err, errlen, "%s: out of memory for image paths", pairs_path);
+        err_set(err, errlen, "%s: out of memory for image paths", pairs_path);
         goto error;
     }
     char *w = pl->path_text;
@@ -247,7 +237,7 @@ int pairs_load(PairList *pl, const char *pairs_path, const char *image_root, cha
         }
     }
     if (missing) {
-        fail(err, errlen, "%s:%d: %d of the %d images it names %s missing under %s; the first: %s", pairs_path,
+        err_set(err, errlen, "%s:%d: %d of the %d images it names %s missing under %s; the first: %s", pairs_path,
              pl->line[first_missing / 2], missing, 2 * n, missing == 1 ? "is" : "are", image_root,
              pl->path[first_missing]);
         goto error;
@@ -270,11 +260,11 @@ int pairs_people_of_fold(const PairList *pl, int fold, const char ***names, int 
     *names = NULL;
     *n_names = 0;
     if (fold < 0 || fold >= pl->n_folds)
-        return fail(err, errlen, "fold %d does not exist (the pairs have %d fold%s: 0 to %d)", fold, pl->n_folds,
+        return err_set(err, errlen, "fold %d does not exist (the pairs have %d fold%s: 0 to %d)", fold, pl->n_folds,
                     pl->n_folds == 1 ? "" : "s", pl->n_folds - 1);
     size_t first = 2 * (size_t)fold * (size_t)pl->fold_pairs, count = 2 * (size_t)pl->fold_pairs;
     const char **out = malloc(count * sizeof *out);
-    if (!out) return fail(err, errlen, "out of memory");
+    if (!out) return err_set(err, errlen, "out of memory");
     memcpy(out, pl->person + first, count * sizeof *out);
     qsort(out, count, sizeof *out, cmp_names);
     size_t k = 0;

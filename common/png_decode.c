@@ -2,11 +2,11 @@
  * RGB; the zlib data goes to inflate.c. */
 #include "png_decode.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "inflate.h"
 
 /* Deflate's best ratio is 1032:1 (a 258-byte match in 2 bits); an IHDR
@@ -68,17 +68,6 @@ static const uint32_t CRC_TABLE[256] = {
     0xb40bbe37u, 0xc30c8ea1u, 0x5a05df1bu, 0x2d02ef8du,
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 uint32_t png_crc32(uint32_t crc, const uint8_t *p, size_t n) {
     crc = ~crc;
     for (size_t i = 0; i < n; i++) crc = CRC_TABLE[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
@@ -112,29 +101,29 @@ static void chunk_name(char out[16], const uint8_t *type) {
 }
 
 static int parse_ihdr(PngInfo *p, const uint8_t *d, uint32_t len, char *err, size_t errlen) {
-    if (len != 13) return fail(err, errlen, "PNG IHDR chunk has %u bytes, not 13 (corrupt)", len);
+    if (len != 13) return err_set(err, errlen, "PNG IHDR chunk has %u bytes, not 13 (corrupt)", len);
     p->width = be32(d);
     p->height = be32(d + 4);
     p->depth = d[8];
     p->colour = d[9];
     p->interlace = d[12];
     if (p->width == 0 || p->height == 0 || p->width > 0x7fffffffu || p->height > 0x7fffffffu)
-        return fail(err, errlen, "PNG IHDR: invalid size %ux%u (corrupt)", p->width, p->height);
+        return err_set(err, errlen, "PNG IHDR: invalid size %ux%u (corrupt)", p->width, p->height);
     if (p->width > DECODE_MAX_SIDE || p->height > DECODE_MAX_SIDE ||
         (int64_t)p->width * p->height > DECODE_MAX_PIXELS)
-        return fail(err, errlen, "PNG is %ux%u pixels: over the limit of %d per side and %lld Mpixel", p->width,
+        return err_set(err, errlen, "PNG is %ux%u pixels: over the limit of %d per side and %lld Mpixel", p->width,
                     p->height, DECODE_MAX_SIDE, DECODE_MAX_PIXELS >> 20);
     int ok;
     switch (p->colour) {
     case PNG_GREY: ok = p->depth == 1 || p->depth == 2 || p->depth == 4 || p->depth == 8 || p->depth == 16; break;
     case PNG_PALETTE: ok = p->depth == 1 || p->depth == 2 || p->depth == 4 || p->depth == 8; break;
     case PNG_RGB: case PNG_GREY_ALPHA: case PNG_RGBA: ok = p->depth == 8 || p->depth == 16; break;
-    default: return fail(err, errlen, "PNG IHDR: unknown colour type %d (corrupt)", p->colour);
+    default: return err_set(err, errlen, "PNG IHDR: unknown colour type %d (corrupt)", p->colour);
     }
-    if (!ok) return fail(err, errlen, "PNG IHDR: bit depth %d is invalid for colour type %d", p->depth, p->colour);
+    if (!ok) return err_set(err, errlen, "PNG IHDR: bit depth %d is invalid for colour type %d", p->depth, p->colour);
     if (d[10] != 0 || d[11] != 0)
-        return fail(err, errlen, "PNG IHDR: unknown compression method %d or filter method %d", d[10], d[11]);
-    if (p->interlace > 1) return fail(err, errlen, "PNG IHDR: unknown interlace method %d", p->interlace);
+        return err_set(err, errlen, "PNG IHDR: unknown compression method %d or filter method %d", d[10], d[11]);
+    if (p->interlace > 1) return err_set(err, errlen, "PNG IHDR: unknown interlace method %d", p->interlace);
     static const int CHANNELS[7] = {1, 0, 3, 1, 2, 0, 4};
     p->channels = CHANNELS[p->colour];
     return 0;
@@ -227,7 +216,7 @@ static int convert_row(uint8_t *dst, size_t step, const uint8_t *row, uint32_t n
         for (uint32_t x = 0; x < n; x++, dst += step) {
             unsigned i = d == 8 ? row[x] : subbyte(row, x, d);
             if (i >= (unsigned)p->palette_n)
-                return fail(err, errlen, "PNG palette index %u at pixel %u is past the %d-colour palette (corrupt)", i,
+                return err_set(err, errlen, "PNG palette index %u at pixel %u is past the %d-colour palette (corrupt)", i,
                             x, p->palette_n);
             memcpy(dst, p->palette + 3 * i, 3);
         }
@@ -249,7 +238,7 @@ static int expand(DecodedImage *img, uint8_t *raw, const PngInfo *p, char *err, 
         for (uint32_t r = 0; r < ph; r++, raw += rb + 1) {
             int type = raw[0];
             if (type > 4)
-                return fail(err, errlen, "PNG scanline %u%s has unknown filter type %d (corrupt)", r,
+                return err_set(err, errlen, "PNG scanline %u%s has unknown filter type %d (corrupt)", r,
                             p->interlace ? " of an Adam7 pass" : "", type);
             uint8_t *row = raw + 1;
             unfilter(row, prev, rb, bpp, type);
@@ -264,7 +253,7 @@ static int expand(DecodedImage *img, uint8_t *raw, const PngInfo *p, char *err, 
 
 int png_decode(const uint8_t *data, size_t len, DecodedImage *img, char *err, size_t errlen) {
     static const uint8_t SIGNATURE[8] = {137, 80, 78, 71, 13, 10, 26, 10};
-    if (len < 8 || memcmp(data, SIGNATURE, 8) != 0) return fail(err, errlen, "not a PNG file (bad signature)");
+    if (len < 8 || memcmp(data, SIGNATURE, 8) != 0) return err_set(err, errlen, "not a PNG file (bad signature)");
     PngInfo p;
     memset(&p, 0, sizeof p);
     int have_ihdr = 0, idat_done = 0;
@@ -273,48 +262,48 @@ int png_decode(const uint8_t *data, size_t len, DecodedImage *img, char *err, si
     char name[16];
     for (;;) {
         if (len - pos < 12)
-            return fail(err, errlen, "PNG data ends at byte %zu before %s: truncated file", len,
+            return err_set(err, errlen, "PNG data ends at byte %zu before %s: truncated file", len,
                         have_ihdr ? "the IEND chunk" : "an IHDR chunk");
         uint32_t clen = be32(data + pos);
         const uint8_t *type = data + pos + 4, *body = data + pos + 8;
         chunk_name(name, type);
         if (clen > 0x7fffffffu || clen > len - pos - 12)
-            return fail(err, errlen, "PNG chunk '%s' at byte %zu: its %u bytes run past the end of the data (%zu "
+            return err_set(err, errlen, "PNG chunk '%s' at byte %zu: its %u bytes run past the end of the data (%zu "
                         "bytes): truncated file", name, pos, clen, len);
         uint32_t stored = be32(body + clen), computed = png_crc32(0, type, (size_t)clen + 4);
         if (stored != computed)
-            return fail(err, errlen, "PNG chunk '%s' at byte %zu: CRC mismatch (stored 0x%08x, computed 0x%08x): "
+            return err_set(err, errlen, "PNG chunk '%s' at byte %zu: CRC mismatch (stored 0x%08x, computed 0x%08x): "
                         "corrupt file", name, pos, stored, computed);
         int is_idat = memcmp(type, "IDAT", 4) == 0;
         if (!have_ihdr && memcmp(type, "IHDR", 4) != 0)
-            return fail(err, errlen, "PNG: first chunk is '%s', not IHDR (corrupt)", name);
+            return err_set(err, errlen, "PNG: first chunk is '%s', not IHDR (corrupt)", name);
         if (idat && !is_idat) idat_done = 1;
         if (memcmp(type, "IHDR", 4) == 0) {
-            if (have_ihdr) return fail(err, errlen, "PNG: second IHDR chunk at byte %zu (corrupt)", pos);
+            if (have_ihdr) return err_set(err, errlen, "PNG: second IHDR chunk at byte %zu (corrupt)", pos);
             if (parse_ihdr(&p, body, clen, err, errlen)) return -1;
             have_ihdr = 1;
         } else if (memcmp(type, "PLTE", 4) == 0) {
-            if (idat) return fail(err, errlen, "PNG: PLTE chunk after image data (corrupt)");
-            if (p.palette_n) return fail(err, errlen, "PNG: second PLTE chunk (corrupt)");
+            if (idat) return err_set(err, errlen, "PNG: PLTE chunk after image data (corrupt)");
+            if (p.palette_n) return err_set(err, errlen, "PNG: second PLTE chunk (corrupt)");
             if (clen % 3 != 0 || clen == 0 || clen > 768)
-                return fail(err, errlen, "PNG: PLTE chunk of %u bytes (not 1..256 RGB entries; corrupt)", clen);
+                return err_set(err, errlen, "PNG: PLTE chunk of %u bytes (not 1..256 RGB entries; corrupt)", clen);
             memcpy(p.palette, body, clen);
             p.palette_n = (int)(clen / 3);
         } else if (is_idat) {
-            if (idat_done) return fail(err, errlen, "PNG: IDAT chunks are not consecutive (corrupt)");
+            if (idat_done) return err_set(err, errlen, "PNG: IDAT chunks are not consecutive (corrupt)");
             if (!idat) {
                 idat = body;
                 idat_len = clen;
             } else {
                 if (idat != img->work) { /* a second IDAT: collect them all in work */
                     if (reserve(&img->work, &img->work_cap, idat_len + clen))
-                        return fail(err, errlen, "out of memory for %zu bytes of PNG data", idat_len + clen);
+                        return err_set(err, errlen, "out of memory for %zu bytes of PNG data", idat_len + clen);
                     memcpy(img->work, idat, idat_len);
                     idat = img->work;
                 } else if (idat_len + clen > img->work_cap) {
                     size_t cap = 2 * (idat_len + clen);
                     uint8_t *w = realloc(img->work, cap);
-                    if (!w) return fail(err, errlen, "out of memory for %zu bytes of PNG data", cap);
+                    if (!w) return err_set(err, errlen, "out of memory for %zu bytes of PNG data", cap);
                     img->work = w;
                     img->work_cap = cap;
                     idat = w;
@@ -327,12 +316,12 @@ int png_decode(const uint8_t *data, size_t len, DecodedImage *img, char *err, si
         } else if (type[0] & 0x20) {
             /* ancillary (tRNS, gAMA, tEXt, ...): nothing we use */
         } else {
-            return fail(err, errlen, "PNG: unknown critical chunk '%s' at byte %zu", name, pos);
+            return err_set(err, errlen, "PNG: unknown critical chunk '%s' at byte %zu", name, pos);
         }
         pos += (size_t)clen + 12;
     }
-    if (!idat) return fail(err, errlen, "PNG has no IDAT chunk (corrupt)");
-    if (p.colour == PNG_PALETTE && !p.palette_n) return fail(err, errlen, "PNG palette image without PLTE (corrupt)");
+    if (!idat) return err_set(err, errlen, "PNG has no IDAT chunk (corrupt)");
+    if (p.colour == PNG_PALETTE && !p.palette_n) return err_set(err, errlen, "PNG palette image without PLTE (corrupt)");
 
     uint64_t raw_len = 0;
     for (int k = 0; k < (p.interlace ? 7 : 1); k++) {
@@ -341,14 +330,14 @@ int png_decode(const uint8_t *data, size_t len, DecodedImage *img, char *err, si
         if (pw && ph) raw_len += (uint64_t)ph * (1 + row_bytes(&p, pw));
     }
     if (raw_len > (uint64_t)idat_len * MAX_DEFLATE_RATIO + 64)
-        return fail(err, errlen, "PNG: %zu bytes of image data cannot hold %ux%u pixels: truncated or corrupt",
+        return err_set(err, errlen, "PNG: %zu bytes of image data cannot hold %ux%u pixels: truncated or corrupt",
                     idat_len, p.width, p.height);
     size_t rgb_len = (size_t)p.width * p.height * 3;
     if (reserve(&img->raw, &img->raw_cap, (size_t)raw_len) || reserve(&img->rgb, &img->rgb_cap, rgb_len))
-        return fail(err, errlen, "out of memory for a %ux%u PNG", p.width, p.height);
+        return err_set(err, errlen, "out of memory for a %ux%u PNG", p.width, p.height);
     char why[256];
     if (inflate_zlib(img->raw, (size_t)raw_len, idat, idat_len, why, sizeof why))
-        return fail(err, errlen, "PNG image data: %s", why);
+        return err_set(err, errlen, "PNG image data: %s", why);
     img->width = (int)p.width;
     img->height = (int)p.height;
     img->grey = p.colour == PNG_GREY || p.colour == PNG_GREY_ALPHA;

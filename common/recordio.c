@@ -6,12 +6,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include "err.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "recordio.c reads and writes little-endian data in place: little-endian hosts only"
@@ -25,17 +26,6 @@
 static const uint8_t MAGIC_BYTES[4] = {0x0A, 0x23, 0xD7, 0xCE}; /* REC_MAGIC, little-endian */
 
 typedef unsigned long long ull;
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* Appends " (key K)" to a message already in err. */
 static void append_key(char *err, size_t errlen, uint64_t key) {
@@ -77,7 +67,7 @@ static int write_part(FILE *f, uint32_t cflag, const uint8_t *data, size_t len) 
 static int frame_write(FILE *f, const void *data, size_t len, uint64_t *written, char *err,
                        size_t errlen) {
     if (len >= REC_MAX_RECORD)
-        return fail(err, errlen, "record of %zu bytes: RecordIO records must be shorter than 2^29 bytes",
+        return err_set(err, errlen, "record of %zu bytes: RecordIO records must be shorter than 2^29 bytes",
                     len);
     const uint8_t *p = data;
     size_t lower = len & ~(size_t)3, start = 0;
@@ -97,7 +87,7 @@ static int frame_write(FILE *f, const void *data, size_t len, uint64_t *written,
     if (written) *written = n;
     return 0;
 io_error:
-    return fail(err, errlen, "write error: %s", strerror(errno));
+    return err_set(err, errlen, "write error: %s", strerror(errno));
 }
 
 int rec_write_record(FILE *f, const void *data, size_t len, char *err, size_t errlen) {
@@ -153,43 +143,43 @@ static int read_record(const Source *s, uint64_t offset, uint8_t **buf, size_t *
         char where[96] = "";
         if (part) snprintf(where, sizeof where, ": part %d at offset %llu", part + 1, (ull)pos);
         if (pos > s->size || s->size - pos < 8)
-            return fail(err, errlen,
+            return err_set(err, errlen,
                         "%s: truncated: record at offset %llu%s: its 8-byte header is cut by the end "
                         "of the file at %llu",
                         s->name, (ull)offset, where, (ull)s->size);
         uint8_t head[8];
         if (source_read(s, pos, head, 8) != 0)
-            return fail(err, errlen, "%s: record at offset %llu%s: read error: %s", s->name, (ull)offset,
+            return err_set(err, errlen, "%s: record at offset %llu%s: read error: %s", s->name, (ull)offset,
                         where, strerror(errno));
         uint32_t magic = load_u32(head), lrec = load_u32(head + 4);
         if (magic != REC_MAGIC)
-            return fail(err, errlen, "%s: record at offset %llu%s: bad magic 0x%08x (expected 0x%08x)",
+            return err_set(err, errlen, "%s: record at offset %llu%s: bad magic 0x%08x (expected 0x%08x)",
                         s->name, (ull)offset, where, magic, REC_MAGIC);
         uint32_t cflag = lrec >> 29, clen = lrec & LEN_MASK;
         if (part == 0 && cflag != 0 && cflag != 1)
-            return fail(err, errlen,
+            return err_set(err, errlen,
                         "%s: record at offset %llu: starts with a part of cflag %u (expected 0, a whole "
                         "record, or 1, the first of a multi-part record)",
                         s->name, (ull)offset, cflag);
         if (part > 0 && cflag != 2 && cflag != 3)
-            return fail(err, errlen,
+            return err_set(err, errlen,
                         "%s: record at offset %llu%s: multi-part record broken: cflag %u where a "
                         "middle (2) or last (3) part must follow",
                         s->name, (ull)offset, where, cflag);
         uint64_t body = padded4(clen);
         if (s->size - pos - 8 < body)
-            return fail(err, errlen,
+            return err_set(err, errlen,
                         "%s: truncated: record at offset %llu%s claims %u bytes, file ends at %llu",
                         s->name, (ull)offset, where, clen, (ull)s->size);
         if ((uint64_t)total + clen >= REC_MAX_RECORD)
-            return fail(err, errlen,
+            return err_set(err, errlen,
                         "%s: record at offset %llu%s: multi-part record longer than 2^29 bytes",
                         s->name, (ull)offset, where);
         if (grow(buf, cap, total + (size_t)body + 4) != 0)
-            return fail(err, errlen, "%s: record at offset %llu: out of memory for %llu bytes", s->name,
+            return err_set(err, errlen, "%s: record at offset %llu: out of memory for %llu bytes", s->name,
                         (ull)offset, (ull)(total + body + 4));
         if (body && source_read(s, pos + 8, *buf + total, (size_t)body) != 0)
-            return fail(err, errlen, "%s: record at offset %llu%s: read error: %s", s->name,
+            return err_set(err, errlen, "%s: record at offset %llu%s: read error: %s", s->name,
                         (ull)offset, where, strerror(errno));
         total += clen;
         pos += 8 + body;
@@ -210,18 +200,18 @@ int rec_read_record_at(int fd, const char *name, uint64_t file_size, uint64_t of
 
 int rec_scan(const char *path, RecScanFn fn, void *ctx, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errlen, "%s: %s", path, strerror(errno));
+    if (!f) return err_set(err, errlen, "%s: %s", path, strerror(errno));
     int rc = -1;
     uint8_t *buf = NULL;
     size_t cap = 0, len;
     char *iobuf = malloc(SCAN_BUFFER);
     struct stat st;
     if (!iobuf || setvbuf(f, iobuf, _IOFBF, SCAN_BUFFER) != 0) {
-        fail(err, errlen, "%s: cannot set up a read buffer", path);
+        err_set(err, errlen, "%s: cannot set up a read buffer", path);
         goto done;
     }
     if (fstat(fileno(f), &st) != 0) {
-        fail(err, errlen, "%s: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: %s", path, strerror(errno));
         goto done;
     }
     Source s = {.fd = -1, .stream = f, .name = path, .size = (uint64_t)st.st_size};
@@ -244,14 +234,14 @@ done:
 int rec_parse(const uint8_t *rec, size_t len, IRHeader *h, const float **labels,
               const uint8_t **payload, size_t *payload_len, char *err, size_t errlen) {
     if (len < REC_HEADER_SIZE)
-        return fail(err, errlen, "record of %zu bytes is shorter than the 24-byte IRHeader", len);
+        return err_set(err, errlen, "record of %zu bytes is shorter than the 24-byte IRHeader", len);
     memcpy(&h->flag, rec, 4);
     memcpy(&h->label, rec + 4, 4);
     memcpy(&h->id, rec + 8, 8);
     memcpy(&h->id2, rec + 16, 8);
     uint64_t label_bytes = 4 * (uint64_t)h->flag;
     if (label_bytes > len - REC_HEADER_SIZE)
-        return fail(err, errlen,
+        return err_set(err, errlen,
                     "IRHeader flag %u needs %llu bytes of labels but the record has %zu bytes after "
                     "its header",
                     h->flag, (ull)label_bytes, len - REC_HEADER_SIZE);
@@ -388,12 +378,12 @@ static int idx_pass(RecReader *r, FILE *f, int pass, uint64_t *max_key, char *er
         if (why) {
             char q[128];
             quote_line(q, sizeof q, line, m);
-            fail(err, errlen, "%s line %zu: %s: '%s' (expected 'key<TAB>offset')", r->idx_path, lineno,
+            err_set(err, errlen, "%s line %zu: %s: '%s' (expected 'key<TAB>offset')", r->idx_path, lineno,
                  why, q);
             goto done;
         }
         if (off >= r->size) {
-            fail(err, errlen, "%s line %zu: offset %llu past the end of %s (%llu bytes)", r->idx_path,
+            err_set(err, errlen, "%s line %zu: offset %llu past the end of %s (%llu bytes)", r->idx_path,
                  lineno, (ull)off, r->path, (ull)r->size);
             goto done;
         }
@@ -401,14 +391,14 @@ static int idx_pass(RecReader *r, FILE *f, int pass, uint64_t *max_key, char *er
             if (key > *max_key) *max_key = key;
         } else {
             if (count >= r->n_keys) {
-                fail(err, errlen, "%s: the file changed while it was read", r->idx_path);
+                err_set(err, errlen, "%s: the file changed while it was read", r->idx_path);
                 goto done;
             }
             if (r->by_key) {
                 if (r->by_key[key] != NO_OFFSET) {
                     size_t first, second;
                     find_duplicate_lines(r->idx_path, key, &first, &second);
-                    fail(err, errlen, "%s line %zu: duplicate key %llu (first on line %zu)", r->idx_path,
+                    err_set(err, errlen, "%s line %zu: duplicate key %llu (first on line %zu)", r->idx_path,
                          lineno, (ull)key, first);
                     goto done;
                 }
@@ -421,7 +411,7 @@ static int idx_pass(RecReader *r, FILE *f, int pass, uint64_t *max_key, char *er
         count++;
     }
     if (ferror(f)) {
-        fail(err, errlen, "%s: read error: %s", r->idx_path, strerror(errno));
+        err_set(err, errlen, "%s: read error: %s", r->idx_path, strerror(errno));
         goto done;
     }
     if (pass == 1) r->n_keys = count;
@@ -438,12 +428,12 @@ static int cmp_key(const void *a, const void *b) {
 
 static int load_index(RecReader *r, char *err, size_t errlen) {
     FILE *f = fopen(r->idx_path, "r");
-    if (!f) return fail(err, errlen, "%s: %s", r->idx_path, strerror(errno));
+    if (!f) return err_set(err, errlen, "%s: %s", r->idx_path, strerror(errno));
     int rc = -1;
     uint64_t max_key = 0;
     if (idx_pass(r, f, 1, &max_key, err, errlen) != 0) goto done;
     if (r->n_keys == 0) {
-        fail(err, errlen, "%s: empty index (no 'key<TAB>offset' lines)", r->idx_path);
+        err_set(err, errlen, "%s: empty index (no 'key<TAB>offset' lines)", r->idx_path);
         goto done;
     }
     /* insightface keys are 0..n-1: a table indexed by key; anything sparser is sorted. */
@@ -456,7 +446,7 @@ static int load_index(RecReader *r, char *err, size_t errlen) {
     }
     r->line_keys = malloc(r->n_keys * sizeof *r->line_keys);
     if ((!r->by_key && !r->sorted) || !r->line_keys) {
-        fail(err, errlen, "%s: out of memory for %zu index entries", r->idx_path, r->n_keys);
+        err_set(err, errlen, "%s: out of memory for %zu index entries", r->idx_path, r->n_keys);
         goto done;
     }
     rewind(f);
@@ -467,7 +457,7 @@ static int load_index(RecReader *r, char *err, size_t errlen) {
             if (r->sorted[i].key != r->sorted[i - 1].key) continue;
             size_t first, second;
             find_duplicate_lines(r->idx_path, r->sorted[i].key, &first, &second);
-            fail(err, errlen, "%s line %zu: duplicate key %llu (first on line %zu)", r->idx_path, second,
+            err_set(err, errlen, "%s line %zu: duplicate key %llu (first on line %zu)", r->idx_path, second,
                  (ull)r->sorted[i].key, first);
             goto done;
         }
@@ -500,7 +490,7 @@ static int load_property(RecReader *r, char *err, size_t errlen) {
     const char *slash = strrchr(r->path, '/');
     size_t dirlen = slash ? (size_t)(slash - r->path) + 1 : 0;
     char *path = malloc(dirlen + sizeof "property");
-    if (!path) return fail(err, errlen, "out of memory");
+    if (!path) return err_set(err, errlen, "out of memory");
     memcpy(path, r->path, dirlen);
     memcpy(path + dirlen, "property", sizeof "property");
     int rc = -1;
@@ -508,7 +498,7 @@ static int load_property(RecReader *r, char *err, size_t errlen) {
     size_t lcap = 0;
     FILE *f = fopen(path, "r");
     if (!f) {
-        rc = errno == ENOENT ? 0 : fail(err, errlen, "%s: %s", path, strerror(errno));
+        rc = errno == ENOENT ? 0 : err_set(err, errlen, "%s: %s", path, strerror(errno));
         goto done;
     }
     ssize_t n = getline(&line, &lcap, f);
@@ -520,7 +510,7 @@ static int load_property(RecReader *r, char *err, size_t errlen) {
         classes > INT64_MAX) {
         char q[128];
         quote_line(q, sizeof q, n > 0 ? line : "", n > 0 ? (size_t)n : 0);
-        fail(err, errlen, "%s line 1: expected 'num_classes,height,width' (e.g. 85742,112,112), got '%s'",
+        err_set(err, errlen, "%s line 1: expected 'num_classes,height,width' (e.g. 85742,112,112), got '%s'",
              path, q);
         goto done;
     }
@@ -549,7 +539,7 @@ static int load_layout(RecReader *r, char *err, size_t errlen) {
         goto done;
     }
     if (rec_parse(buf, len, &h, &labels, NULL, NULL, why, sizeof why) != 0) {
-        fail(err, errlen, "%s: record at offset %llu (key 0): %s", r->path, (ull)off0, why);
+        err_set(err, errlen, "%s: record at offset %llu (key 0): %s", r->path, (ull)off0, why);
         goto done;
     }
     if (h.flag == 0) {
@@ -560,7 +550,7 @@ static int load_layout(RecReader *r, char *err, size_t errlen) {
     memcpy(lab, labels, h.flag >= 2 ? 8 : 4);
     uint64_t a, b;
     if (h.flag < 2 || float_to_u64(lab[0], &a) || float_to_u64(lab[1], &b) || a < 1 || b < a) {
-        fail(err, errlen,
+        err_set(err, errlen,
              "%s: record at offset %llu (key 0): an insightface header needs flag >= 2 and labels "
              "[first identity key >= 1, end key], got flag %u labels [%g, %g]",
              r->path, (ull)off0, h.flag, (double)lab[0], h.flag >= 2 ? (double)lab[1] : 0.0);
@@ -570,14 +560,14 @@ static int load_layout(RecReader *r, char *err, size_t errlen) {
     r->id_first = a;
     r->id_end = b;
     if (a - 1 >= r->n_keys) {
-        fail(err, errlen, "%s: record 0 says images are keys 1..%llu but %s has only %zu lines", r->path,
+        err_set(err, errlen, "%s: record 0 says images are keys 1..%llu but %s has only %zu lines", r->path,
              (ull)(a - 1), r->idx_path, r->n_keys);
         goto done;
     }
     r->n_images = (size_t)(a - 1);
     for (uint64_t k = 1, off; k < a; k++) {
         if (!lookup(r, k, &off)) {
-            fail(err, errlen, "%s: record 0 says images are keys 1..%llu but key %llu is not in %s",
+            err_set(err, errlen, "%s: record 0 says images are keys 1..%llu but key %llu is not in %s",
                  r->path, (ull)(a - 1), (ull)k, r->idx_path);
             goto done;
         }
@@ -603,19 +593,19 @@ static char *default_idx_path(const char *rec) {
 int rec_open(RecReader **out, const char *path, const char *idx_path, char *err, size_t errlen) {
     *out = NULL;
     RecReader *r = calloc(1, sizeof *r);
-    if (!r) return fail(err, errlen, "%s: out of memory", path);
+    if (!r) return err_set(err, errlen, "%s: out of memory", path);
     r->fd = -1;
     r->num_classes = -1;
     r->path = strdup(path);
     r->idx_path = idx_path ? strdup(idx_path) : default_idx_path(path);
     if (!r->path || !r->idx_path) {
-        fail(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", path);
         goto error;
     }
     struct stat st;
     r->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (r->fd < 0 || fstat(r->fd, &st) != 0) {
-        fail(err, errlen, "%s: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: %s", path, strerror(errno));
         goto error;
     }
     r->size = (uint64_t)st.st_size;
@@ -662,7 +652,7 @@ int rec_identity_range(const RecReader *r, uint64_t *first, uint64_t *end) {
 static int read_key(RecReader *r, uint64_t key, uint8_t **buf, size_t *cap, size_t *len, uint64_t *off,
                     char *err, size_t errlen) {
     if (!lookup(r, key, off))
-        return fail(err, errlen, "%s: key %llu is not in %s", r->path, (ull)key, r->idx_path);
+        return err_set(err, errlen, "%s: key %llu is not in %s", r->path, (ull)key, r->idx_path);
     if (rec_read_record_at(r->fd, r->path, r->size, *off, buf, cap, len, NULL, err, errlen) != 0) {
         append_key(err, errlen, key);
         return -1;
@@ -679,7 +669,7 @@ int rec_read_key(RecReader *r, uint64_t key, uint8_t **buf, size_t *cap, size_t 
 int rec_read_image(RecReader *r, size_t i, uint8_t **buf, size_t *cap, const uint8_t **jpeg,
                    size_t *jpeg_len, int64_t *label, char *err, size_t errlen) {
     if (i >= r->n_images)
-        return fail(err, errlen, "%s: image %zu outside [0, %zu)", r->path, i, r->n_images);
+        return err_set(err, errlen, "%s: image %zu outside [0, %zu)", r->path, i, r->n_images);
     uint64_t key = rec_image_key(r, i), off;
     size_t len;
     if (read_key(r, key, buf, cap, &len, &off, err, errlen) != 0) return -1;
@@ -687,21 +677,21 @@ int rec_read_image(RecReader *r, size_t i, uint8_t **buf, size_t *cap, const uin
     const float *labels;
     char why[256];
     if (rec_parse(*buf, len, &h, &labels, jpeg, jpeg_len, why, sizeof why) != 0)
-        return fail(err, errlen, "%s: record at offset %llu (key %llu): %s", r->path, (ull)off, (ull)key,
+        return err_set(err, errlen, "%s: record at offset %llu (key %llu): %s", r->path, (ull)off, (ull)key,
                     why);
     float value = h.label;
     if (h.flag) memcpy(&value, labels, 4);
     uint64_t cls;
     if (float_to_u64(value, &cls) != 0 || cls > INT64_MAX)
-        return fail(err, errlen,
+        return err_set(err, errlen,
                     "%s: record at offset %llu (key %llu): label %g is not a class id (a whole number "
                     ">= 0)",
                     r->path, (ull)off, (ull)key, (double)value);
     if (r->num_classes > 0 && (int64_t)cls >= r->num_classes)
-        return fail(err, errlen, "%s: record at offset %llu (key %llu): label %llu outside [0, %lld)",
+        return err_set(err, errlen, "%s: record at offset %llu (key %llu): label %llu outside [0, %lld)",
                     r->path, (ull)off, (ull)key, (ull)cls, (long long)r->num_classes);
     if (*jpeg_len == 0)
-        return fail(err, errlen, "%s: record at offset %llu (key %llu): no image bytes", r->path,
+        return err_set(err, errlen, "%s: record at offset %llu (key %llu): no image bytes", r->path,
                     (ull)off, (ull)key);
     *label = (int64_t)cls;
     return 0;
@@ -729,25 +719,25 @@ int rec_writer_open(RecWriter **out, const char *path, const char *idx_path, cha
                     size_t errlen) {
     *out = NULL;
     RecWriter *w = calloc(1, sizeof *w);
-    if (!w) return fail(err, errlen, "%s: out of memory", path);
+    if (!w) return err_set(err, errlen, "%s: out of memory", path);
     w->path = strdup(path);
     w->idx_path = idx_path ? strdup(idx_path) : default_idx_path(path);
     w->tmp = tmp_name(path);
     w->idx_tmp = w->idx_path ? tmp_name(w->idx_path) : NULL;
     w->iobuf = malloc(WRITE_BUFFER);
     if (!w->path || !w->idx_path || !w->tmp || !w->idx_tmp || !w->iobuf) {
-        fail(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", path);
         goto error;
     }
     w->rec = fopen(w->tmp, "wb");
     if (!w->rec) {
-        fail(err, errlen, "%s: %s", w->tmp, strerror(errno));
+        err_set(err, errlen, "%s: %s", w->tmp, strerror(errno));
         goto error;
     }
     setvbuf(w->rec, w->iobuf, _IOFBF, WRITE_BUFFER);
     w->idx = fopen(w->idx_tmp, "w");
     if (!w->idx) {
-        fail(err, errlen, "%s: %s", w->idx_tmp, strerror(errno));
+        err_set(err, errlen, "%s: %s", w->idx_tmp, strerror(errno));
         goto error;
     }
     *out = w;
@@ -764,10 +754,10 @@ int rec_writer_add_raw(RecWriter *w, uint64_t key, const void *data, size_t len,
     uint64_t written;
     char why[256];
     if (frame_write(w->rec, data, len, &written, why, sizeof why) != 0)
-        return fail(err, errlen, "%s: record at offset %llu (key %llu): %s", w->tmp, (ull)w->offset,
+        return err_set(err, errlen, "%s: record at offset %llu (key %llu): %s", w->tmp, (ull)w->offset,
                     (ull)key, why);
     if (fprintf(w->idx, "%llu\t%llu\n", (ull)key, (ull)w->offset) < 0)
-        return fail(err, errlen, "%s: write error: %s", w->idx_tmp, strerror(errno));
+        return err_set(err, errlen, "%s: write error: %s", w->idx_tmp, strerror(errno));
     w->offset += written;
     return 0;
 }
@@ -775,17 +765,17 @@ int rec_writer_add_raw(RecWriter *w, uint64_t key, const void *data, size_t len,
 int rec_writer_add(RecWriter *w, uint64_t key, const IRHeader *h, const float *labels,
                    const void *payload, size_t payload_len, char *err, size_t errlen) {
     if (h->flag && !labels)
-        return fail(err, errlen, "%s: key %llu: IRHeader flag %u without labels", w->path, (ull)key,
+        return err_set(err, errlen, "%s: key %llu: IRHeader flag %u without labels", w->path, (ull)key,
                     h->flag);
     if (payload_len >= REC_MAX_RECORD || 4 * (uint64_t)h->flag >= REC_MAX_RECORD ||
         rec_packed_size(h, payload_len) >= REC_MAX_RECORD)
-        return fail(err, errlen,
+        return err_set(err, errlen,
                     "%s: key %llu: record of %llu bytes: RecordIO records must be shorter than 2^29 "
                     "bytes",
                     w->path, (ull)key, (ull)(REC_HEADER_SIZE + 4 * (uint64_t)h->flag + payload_len));
     size_t n = rec_packed_size(h, payload_len);
     if (grow(&w->buf, &w->cap, n) != 0)
-        return fail(err, errlen, "%s: key %llu: out of memory", w->path, (ull)key);
+        return err_set(err, errlen, "%s: key %llu: out of memory", w->path, (ull)key);
     rec_pack(w->buf, h, labels, payload, payload_len);
     return rec_writer_add_raw(w, key, w->buf, n, err, errlen);
 }
@@ -807,13 +797,13 @@ int rec_writer_close(RecWriter **pw, int commit, char *err, size_t errlen) {
     int rc = 0, rec_placed = 0;
     if (commit) {
         if (finish_file(&w->rec) != 0)
-            rc = fail(err, errlen, "%s: write error: %s", w->tmp, strerror(errno));
+            rc = err_set(err, errlen, "%s: write error: %s", w->tmp, strerror(errno));
         else if (finish_file(&w->idx) != 0)
-            rc = fail(err, errlen, "%s: write error: %s", w->idx_tmp, strerror(errno));
+            rc = err_set(err, errlen, "%s: write error: %s", w->idx_tmp, strerror(errno));
         else if (rename(w->tmp, w->path) != 0)
-            rc = fail(err, errlen, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno));
+            rc = err_set(err, errlen, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno));
         else if ((rec_placed = 1, rename(w->idx_tmp, w->idx_path) != 0))
-            rc = fail(err, errlen, "cannot rename %s to %s: %s (%s is already in place, without its index)",
+            rc = err_set(err, errlen, "cannot rename %s to %s: %s (%s is already in place, without its index)",
                       w->idx_tmp, w->idx_path, strerror(errno), w->path);
     }
     if (w->rec) fclose(w->rec);

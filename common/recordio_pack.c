@@ -4,7 +4,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,21 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "err.h"
 #include "recordio.h"
 
 /* Largest key or count a float32 label holds exactly. */
 #define FLOAT_EXACT ((uint64_t)1 << 24)
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 typedef struct {
     char **names;
@@ -67,7 +56,7 @@ static int list_dir(const char *dir, int want_dirs, NameList *out, int64_t *skip
     out->names = NULL;
     out->n = 0;
     DIR *d = opendir(dir);
-    if (!d) return fail(err, errlen, "%s: %s", dir, strerror(errno));
+    if (!d) return err_set(err, errlen, "%s: %s", dir, strerror(errno));
     size_t cap = 0;
     struct dirent *e;
     int rc = -1;
@@ -77,7 +66,7 @@ static int list_dir(const char *dir, int want_dirs, NameList *out, int64_t *skip
         char *path = join(dir, e->d_name);
         struct stat st;
         if (!path) {
-            fail(err, errlen, "%s: out of memory", dir);
+            err_set(err, errlen, "%s: out of memory", dir);
             goto done;
         }
         int ok = stat(path, &st) == 0 && (want_dirs ? S_ISDIR(st.st_mode)
@@ -92,20 +81,20 @@ static int list_dir(const char *dir, int want_dirs, NameList *out, int64_t *skip
             cap = cap ? 2 * cap : 64;
             char **p = realloc(out->names, cap * sizeof *p);
             if (!p) {
-                fail(err, errlen, "%s: out of memory", dir);
+                err_set(err, errlen, "%s: out of memory", dir);
                 goto done;
             }
             out->names = p;
         }
         if (!(out->names[out->n] = strdup(e->d_name))) {
-            fail(err, errlen, "%s: out of memory", dir);
+            err_set(err, errlen, "%s: out of memory", dir);
             goto done;
         }
         out->n++;
         errno = 0;
     }
     if (errno) {
-        fail(err, errlen, "%s: %s", dir, strerror(errno));
+        err_set(err, errlen, "%s: %s", dir, strerror(errno));
         goto done;
     }
     if (out->n) qsort(out->names, out->n, sizeof *out->names, cmp_name);
@@ -120,30 +109,30 @@ done:
 static int read_file(const char *path, uint8_t **buf, size_t *cap, size_t *len, char *err,
                      size_t errlen) {
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errlen, "%s: %s", path, strerror(errno));
+    if (!f) return err_set(err, errlen, "%s: %s", path, strerror(errno));
     int rc = -1;
     struct stat st;
     if (fstat(fileno(f), &st) != 0) {
-        fail(err, errlen, "%s: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: %s", path, strerror(errno));
         goto done;
     }
     size_t n = (size_t)st.st_size;
     if ((uint64_t)st.st_size >= REC_MAX_RECORD - 64) {
-        fail(err, errlen, "%s: %llu bytes: too large for a RecordIO record (< 2^29 bytes)", path,
+        err_set(err, errlen, "%s: %llu bytes: too large for a RecordIO record (< 2^29 bytes)", path,
              (unsigned long long)st.st_size);
         goto done;
     }
     if (n > *cap) {
         uint8_t *p = realloc(*buf, n);
         if (!p) {
-            fail(err, errlen, "%s: out of memory for %zu bytes", path, n);
+            err_set(err, errlen, "%s: out of memory for %zu bytes", path, n);
             goto done;
         }
         *buf = p;
         *cap = n;
     }
     if (n && fread(*buf, 1, n, f) != n) {
-        fail(err, errlen, "%s: read error: %s", path, ferror(f) ? strerror(errno) : "file shrank");
+        err_set(err, errlen, "%s: read error: %s", path, ferror(f) ? strerror(errno) : "file shrank");
         goto done;
     }
     *len = n;
@@ -156,9 +145,9 @@ done:
 /* Writes "classes,112,112\n" to a temporary file beside `property`. */
 static int write_property(const char *tmp, int64_t classes, char *err, size_t errlen) {
     FILE *f = fopen(tmp, "w");
-    if (!f) return fail(err, errlen, "%s: %s", tmp, strerror(errno));
+    if (!f) return err_set(err, errlen, "%s: %s", tmp, strerror(errno));
     int bad = fprintf(f, "%lld,112,112\n", (long long)classes) < 0;
-    if (fclose(f) != 0 || bad) return fail(err, errlen, "%s: write error: %s", tmp, strerror(errno));
+    if (fclose(f) != 0 || bad) return err_set(err, errlen, "%s: write error: %s", tmp, strerror(errno));
     return 0;
 }
 
@@ -185,7 +174,7 @@ int rec_pack_folder(const char *root, const char *out_prefix, RecPackStats *stat
     prop = malloc(dirlen + sizeof "property");
     prop_tmp = malloc(dirlen + sizeof "property" + 32);
     if (!rec || !idx || !prop || !prop_tmp) {
-        fail(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         goto done;
     }
     snprintf(rec, plen + 5, "%s.rec", out_prefix);
@@ -196,12 +185,12 @@ int rec_pack_folder(const char *root, const char *out_prefix, RecPackStats *stat
 
     if (list_dir(root, 1, &ids, &st.skipped_files, err, errlen) != 0) goto done;
     if (ids.n == 0) {
-        fail(err, errlen, "%s: no identity sub-directories (expected root/<identity>/<image>)", root);
+        err_set(err, errlen, "%s: no identity sub-directories (expected root/<identity>/<image>)", root);
         goto done;
     }
     ranges = malloc(ids.n * sizeof *ranges);
     if (!ranges) {
-        fail(err, errlen, "out of memory for %zu identities", ids.n);
+        err_set(err, errlen, "out of memory for %zu identities", ids.n);
         goto done;
     }
     if (rec_writer_open(&w, rec, idx, err, errlen) != 0) goto done;
@@ -210,7 +199,7 @@ int rec_pack_folder(const char *root, const char *out_prefix, RecPackStats *stat
     for (size_t d = 0; d < ids.n; d++) {
         char *dir = join(root, ids.names[d]);
         if (!dir) {
-            fail(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             goto done;
         }
         int lrc = list_dir(dir, 0, &images, &st.skipped_files, err, errlen);
@@ -218,13 +207,13 @@ int rec_pack_folder(const char *root, const char *out_prefix, RecPackStats *stat
         for (size_t i = 0; lrc == 0 && i < images.n; i++) {
             char *path = join(dir, images.names[i]);
             if (!path) {
-                lrc = fail(err, errlen, "out of memory");
+                lrc = err_set(err, errlen, "out of memory");
                 break;
             }
             float labels[2] = {(float)st.identities, 1.0f};
             IRHeader h = {.flag = 2, .label = 0.0f, .id = key, .id2 = 0};
             if (key >= FLOAT_EXACT)
-                lrc = fail(err, errlen,
+                lrc = err_set(err, errlen,
                            "%s: image key %llu: too many images for insightface's float32 header "
                            "labels (keys must stay below 2^24)",
                            path, (unsigned long long)key);
@@ -248,13 +237,13 @@ int rec_pack_folder(const char *root, const char *out_prefix, RecPackStats *stat
     }
     st.images = (int64_t)(key - 1);
     if (st.images == 0) {
-        fail(err, errlen, "%s: no images (files ending in .jpg .jpeg .png .ppm .pgm) in its %zu "
+        err_set(err, errlen, "%s: no images (files ending in .jpg .jpeg .png .ppm .pgm) in its %zu "
              "sub-directories", root, ids.n);
         goto done;
     }
     uint64_t id_first = key, id_end = key + (uint64_t)st.identities;
     if (id_end >= FLOAT_EXACT) {
-        fail(err, errlen, "%s: %lld images + %lld identities: too many for insightface's float32 header "
+        err_set(err, errlen, "%s: %lld images + %lld identities: too many for insightface's float32 header "
              "labels (< 2^24)", root, (long long)st.images, (long long)st.identities);
         goto done;
     }
@@ -270,7 +259,7 @@ int rec_pack_folder(const char *root, const char *out_prefix, RecPackStats *stat
     if (write_property(prop_tmp, st.identities, err, errlen) != 0) goto done;
     if (rec_writer_close(&w, 1, err, errlen) != 0) goto done;
     if (rename(prop_tmp, prop) != 0) {
-        fail(err, errlen, "cannot rename %s to %s: %s (%s and %s are in place)", prop_tmp, prop,
+        err_set(err, errlen, "cannot rename %s to %s: %s (%s and %s are in place)", prop_tmp, prop,
              strerror(errno), rec, idx);
         goto done;
     }

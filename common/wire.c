@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "arcface.pb-c.h"
 #include "check.h"
 #include "crc32c.h"
+#include "err.h"
 
 /* Payloads are the machine's own arrays: only a little-endian host with IEEE
  * binary32 floats writes the format the protocol defines. */
@@ -45,16 +45,6 @@ const char *wire_status_str(WireStatus status) {
     case WIRE_ERR_NONFINITE: return "non-finite value";
     }
     return "unknown status";
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
 }
 
 /* Bytes of payload 0 per row: int64 labels (FORWARD) or float loss (GRADIENT). */
@@ -123,7 +113,7 @@ static int send_frame(void *socket, const void *data, size_t bytes, int more, co
                       char *err, size_t errlen) {
     if (zmq_send(socket, data, bytes, more ? ZMQ_SNDMORE : 0) >= 0) return 0;
     int e = zmq_errno();
-    set_err(err, errlen, "sending %s (%zu bytes) failed: %s%s", what, bytes, zmq_strerror(e),
+    err_set(err, errlen, "sending %s (%zu bytes) failed: %s%s", what, bytes, zmq_strerror(e),
             e == EAGAIN ? " (peer not connected or not reading within the send timeout)" : "");
     return -1;
 }
@@ -216,7 +206,7 @@ static WireStatus recv_all(void *socket, int flags, zmq_msg_t *parts, int max_pa
             int e = zmq_errno();
             zmq_msg_close(m);
             if (*total == 0 && (e == EAGAIN || e == EINTR)) return WIRE_AGAIN;
-            set_err(err, errlen, "receiving frame %d: %s", *total, zmq_strerror(e));
+            err_set(err, errlen, "receiving frame %d: %s", *total, zmq_strerror(e));
             return WIRE_ERR_ZMQ;
         }
         more = zmq_msg_more(m);
@@ -240,41 +230,41 @@ static WireStatus check_header(const Arcface__Header *pb, const WireLimits *lim,
     h->dim = pb->dim;
     h->flags = pb->has_flags ? pb->flags : 0;
     if (pb->version != WIRE_VERSION) {
-        set_err(err, errlen, "protocol version %u from rank %u, this build speaks %d", pb->version,
+        err_set(err, errlen, "protocol version %u from rank %u, this build speaks %d", pb->version,
                 pb->sender, WIRE_VERSION);
         return WIRE_ERR_VERSION;
     }
     if (!token_equal(pb->token, lim->token)) {
-        set_err(err, errlen, "job token 0x%016" PRIx64 " from rank %u is not this job's "
+        err_set(err, errlen, "job token 0x%016" PRIx64 " from rank %u is not this job's "
                 "(a stray process of another job?)", pb->token, pb->sender);
         return WIRE_ERR_TOKEN;
     }
     if (pb->type != ARCFACE__MSG_TYPE__MSG_FORWARD && pb->type != ARCFACE__MSG_TYPE__MSG_GRADIENT &&
         pb->type != ARCFACE__MSG_TYPE__MSG_STOP) {
-        set_err(err, errlen, "unknown message type %d from rank %u", (int)pb->type, pb->sender);
+        err_set(err, errlen, "unknown message type %d from rank %u", (int)pb->type, pb->sender);
         return WIRE_ERR_TYPE;
     }
     if (h->flags & ~WIRE_KNOWN_FLAGS) {
-        set_err(err, errlen, "unknown flags 0x%x from rank %u (flags 0x%x)", h->flags & ~WIRE_KNOWN_FLAGS,
+        err_set(err, errlen, "unknown flags 0x%x from rank %u (flags 0x%x)", h->flags & ~WIRE_KNOWN_FLAGS,
                 pb->sender, h->flags);
         return WIRE_ERR_TYPE;
     }
     if (pb->dtype != ARCFACE__DTYPE__DTYPE_F32) {
-        set_err(err, errlen, "unsupported dtype %d from rank %u (only f32 = %d)", (int)pb->dtype,
+        err_set(err, errlen, "unsupported dtype %d from rank %u (only f32 = %d)", (int)pb->dtype,
                 pb->sender, ARCFACE__DTYPE__DTYPE_F32);
         return WIRE_ERR_TYPE;
     }
     if (pb->dim != lim->dim) {
-        set_err(err, errlen, "dim %u from rank %u, expected %u", pb->dim, pb->sender, lim->dim);
+        err_set(err, errlen, "dim %u from rank %u, expected %u", pb->dim, pb->sender, lim->dim);
         return WIRE_ERR_SIZE;
     }
     if (pb->type == ARCFACE__MSG_TYPE__MSG_STOP ? pb->rows != 0 : pb->rows == 0) {
-        set_err(err, errlen, "%s message from rank %u has %u rows", pb->type == ARCFACE__MSG_TYPE__MSG_STOP ?
+        err_set(err, errlen, "%s message from rank %u has %u rows", pb->type == ARCFACE__MSG_TYPE__MSG_STOP ?
                 "a stop" : "a data", pb->sender, pb->rows);
         return WIRE_ERR_SIZE;
     }
     if (pb->rows > lim->max_rows) {
-        set_err(err, errlen, "%u rows from rank %u, limit is %u", pb->rows, pb->sender,
+        err_set(err, errlen, "%u rows from rank %u, limit is %u", pb->rows, pb->sender,
                 lim->max_rows);
         return WIRE_ERR_LIMIT;
     }
@@ -289,7 +279,7 @@ static WireStatus check_payload(const uint8_t *p0, size_t n0, const uint8_t *p1,
     const WireHeader *h = &msg->header;
     uint32_t crc = crc32c_update(crc32c_update(0, p0, n0), p1, n1);
     if (crc != checksum) {
-        set_err(err, errlen, "payload checksum 0x%08x, header says 0x%08x (rank %u, step %" PRIu64
+        err_set(err, errlen, "payload checksum 0x%08x, header says 0x%08x (rank %u, step %" PRIu64
                 ", %zu + %zu bytes)", crc, checksum, h->sender, h->step, n0, n1);
         return WIRE_ERR_CHECKSUM;
     }
@@ -298,7 +288,7 @@ static WireStatus check_payload(const uint8_t *p0, size_t n0, const uint8_t *p1,
             int64_t label;
             memcpy(&label, p0 + i * sizeof label, sizeof label);
             if (label < 0 || label >= lim->num_classes) {
-                set_err(err, errlen, "label %" PRId64 " of row %zu from rank %u is outside [0, %"
+                err_set(err, errlen, "label %" PRId64 " of row %zu from rank %u is outside [0, %"
                         PRId64 ")", label, i, h->sender, lim->num_classes);
                 return WIRE_ERR_LABEL;
             }
@@ -306,14 +296,14 @@ static WireStatus check_payload(const uint8_t *p0, size_t n0, const uint8_t *p1,
     } else {
         size_t first, bad = count_nonfinite(p0, h->rows, &first);
         if (bad) {
-            set_err(err, errlen, "%zu non-finite loss values from rank %u, first at row %zu", bad,
+            err_set(err, errlen, "%zu non-finite loss values from rank %u, first at row %zu", bad,
                     h->sender, first);
             return WIRE_ERR_NONFINITE;
         }
     }
     size_t first, bad = count_nonfinite(p1, n1 / sizeof(float), &first);
     if (bad) {
-        set_err(err, errlen, "%zu non-finite %s values from rank %u, first at row %zu column %zu",
+        err_set(err, errlen, "%zu non-finite %s values from rank %u, first at row %zu column %zu",
                 bad, h->type == WIRE_FORWARD ? "embedding" : "gradient", h->sender,
                 first / h->dim, first % h->dim);
         return WIRE_ERR_NONFINITE;
@@ -351,7 +341,7 @@ WireStatus wire_parse(const WireFrame *frames, int nframes, int router, WireMess
     if (router) {
         size_t idlen = frames[0].size;
         if (idlen == 0 || idlen > WIRE_MAX_IDENTITY) {
-            set_err(err, errlen, "identity frame has %zu bytes, expected 1..%d", idlen,
+            err_set(err, errlen, "identity frame has %zu bytes, expected 1..%d", idlen,
                     WIRE_MAX_IDENTITY);
             return WIRE_ERR_FRAMES;
         }
@@ -359,7 +349,7 @@ WireStatus wire_parse(const WireFrame *frames, int nframes, int router, WireMess
         msg->identity_len = idlen;
     }
     if (nframes != expected) {
-        set_err(err, errlen, "message has %d frames, expected %d (%sheader, 2 payloads)", nframes,
+        err_set(err, errlen, "message has %d frames, expected %d (%sheader, 2 payloads)", nframes,
                 expected, router ? "identity, " : "");
         return WIRE_ERR_FRAMES;
     }
@@ -370,13 +360,13 @@ WireStatus wire_parse(const WireFrame *frames, int nframes, int router, WireMess
 
     size_t hbytes = hdr->size;
     if (hbytes == 0 || hbytes > WIRE_MAX_HEADER_BYTES) {
-        set_err(err, errlen, "header frame has %zu bytes, expected 1..%d", hbytes,
+        err_set(err, errlen, "header frame has %zu bytes, expected 1..%d", hbytes,
                 WIRE_MAX_HEADER_BYTES);
         return WIRE_ERR_HEADER;
     }
     Arcface__Header *pb = arcface__header__unpack(NULL, hbytes, hdr->data);
     if (!pb) {
-        set_err(err, errlen, "header frame (%zu bytes) does not unpack as arcface.Header", hbytes);
+        err_set(err, errlen, "header frame (%zu bytes) does not unpack as arcface.Header", hbytes);
         return WIRE_ERR_HEADER;
     }
     WireStatus st = check_header(pb, lim, &msg->header, err, errlen);
@@ -388,7 +378,7 @@ WireStatus wire_parse(const WireFrame *frames, int nframes, int router, WireMess
     for (int i = 0; i < 2; i++) {
         size_t got = pay[i]->size;
         if (got != want[i]) {
-            set_err(err, errlen, "frame %d has %zu bytes, header implies %zu (%s, rows %u, dim %u, "
+            err_set(err, errlen, "frame %d has %zu bytes, header implies %zu (%s, rows %u, dim %u, "
                     "rank %u)", i, got, want[i], type_name(h->type),
                     h->rows, h->dim, h->sender);
             st = WIRE_ERR_SIZE;
@@ -396,7 +386,7 @@ WireStatus wire_parse(const WireFrame *frames, int nframes, int router, WireMess
         }
     }
     if (message_bytes > lim->max_message_bytes) {
-        set_err(err, errlen, "message of %zu bytes from rank %u (rows %u, dim %u) exceeds the "
+        err_set(err, errlen, "message of %zu bytes from rank %u (rows %u, dim %u) exceeds the "
                 "limit of %zu", message_bytes, h->sender, h->rows, h->dim, lim->max_message_bytes);
         st = WIRE_ERR_LIMIT;
         goto done;
