@@ -280,18 +280,17 @@ static void train(Worker *wk) {
             window_steps = 0;
             memset(&acc, 0, sizeof acc);
         }
-        int stopping = loss_and_stop[1] > 0 && done < end;
-        if (stopping) {
+        if (loss_and_stop[1] > 0 && done < end) {
             /* The servers learn the step from this message and save their
              * rows into the same checkpoint. */
             ps_client_send_stop(&wk->client, done);
-            if (cfg->output_dir[0] && !run_checkpoint_due(cfg, done)) save_checkpoint(wk, done);
+            if (cfg->output_dir[0]) save_checkpoint(wk, done);
             wk->stopped_at = done;
+            break;
         }
-        if (cfg->verify_every > 0 && done % cfg->verify_every == 0 && done != cfg->steps && !stopping)
+        if (cfg->verify_every > 0 && done % cfg->verify_every == 0 && done != cfg->steps)
             evaluator_run(&wk->eval, net, done, wk->metrics);
         if (run_checkpoint_due(cfg, done)) save_checkpoint(wk, done);
-        if (stopping) break;
     }
     if (wk->stopped_at) {
         if (job->role_rank == 0)
