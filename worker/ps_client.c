@@ -30,6 +30,7 @@ void ps_client_init(PsClient *c, const Job *job, const TrainConfig *cfg, int64_t
     CurveKeypair kp;
     char (*keys)[CURVE_KEY_TEXT];
     int curve = curve_job_setup(job, cfg->encrypt, &kp, &keys);
+    if (curve) c->server_keys = xcalloc_aligned((size_t)c->P, CURVE_KEY_TEXT);
     c->endpoints = xcalloc_aligned((size_t)c->P, JOB_ENDPOINT_LEN);
     job_exchange_endpoints(job, NULL, c->endpoints);
     char identity[32];
@@ -42,7 +43,6 @@ void ps_client_init(PsClient *c, const Job *job, const TrainConfig *cfg, int64_t
         CHECK(zmq_setsockopt(c->dealers[p], ZMQ_ROUTING_ID, identity, strlen(identity)) == 0,
               "ZMQ_ROUTING_ID: %s", zmq_strerror(zmq_errno()));
         if (curve) {
-            if (!c->server_keys) c->server_keys = xcalloc_aligned((size_t)c->P, CURVE_KEY_TEXT);
             memcpy(c->server_keys[p], keys[job->server_world_ranks[p]], CURVE_KEY_TEXT);
             curve_client_socket(c->dealers[p], &kp, c->server_keys[p]);
         }
