@@ -84,11 +84,15 @@ requeue() { # name launcher servers tasks
   for _ in $(seq 600); do grep -q "\[worker 0\] step 6/$steps " "$log" 2> /dev/null && break; sleep 0.1; done
   grep -q "\[worker 0\] step 6/$steps " "$log" || fail "$log" "$name: training did not reach step 6 within a minute"
   scancel --batch --signal=USR1 "$id"
-  # Slurm holds a requeued job back for two minutes (Reason=BeginTime): let it start at once.
+  # Slurm holds a requeued job back for two minutes (Reason=BeginTime): let it start at once, but
+  # not within the second of the requeue: slurmd revokes the old job credential with a time in
+  # whole seconds and refuses ("Job credential revoked") a relaunch stamped in that same second.
+  # (A start time in the future would wait for the scheduler's next periodic pass, up to a minute.)
   local state=''
   for _ in $(seq 600); do
     state=$(scontrol -o show job "$id" 2> /dev/null | grep -o 'JobState=[A-Z]* Reason=[A-Za-z]*') || true
     if [ "$state" = "JobState=PENDING Reason=BeginTime" ]; then
+      sleep 2
       scontrol update JobId="$id" StartTime=now
       break
     fi
