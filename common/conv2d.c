@@ -1,12 +1,17 @@
-/* conv2d.c -- convolution as im2col + SGEMM, one image at a time through a shared workspace.
+/* conv2d.c -- convolution as im2col + SGEMM over several images at once.
  *
- * The column matrix of one image is (C*K*K, OH*OW): row (c,kh,kw) holds, for every
- * output pixel, the input pixel that kernel tap multiplies (0 in the padding). Then
- *   forward:  out_n (OC, OH*OW)      = weight (OC, C*K*K) . col
- *   dweight:  dweight (OC, C*K*K)   += dout_n (OC, OH*OW) . col^T
- *   dinp:     col                    = weight^T . dout_n, scattered back (col2im, adding).
- * A 1x1, stride-1, unpadded convolution's column matrix is the image itself, so it
- * skips the copy and multiplies the input in place (as darknet does). */
+ * The column matrix of nb images is (C*K*K, nb*OH*OW): row (c,kh,kw) holds, for
+ * every output pixel of every image, the input pixel that kernel tap multiplies
+ * (0 in the padding); image j owns columns [j*OH*OW, (j+1)*OH*OW). Then
+ *   forward:  out (OC, nb*OH*OW)     = weight (OC, C*K*K) . col
+ *   dweight:  dweight (OC, C*K*K)   += dout (OC, nb*OH*OW) . col^T
+ *   dinp:     col                    = weight^T . dout, scattered back (col2im, adding).
+ * Several images per SGEMM keep its inner dimension long where the feature maps
+ * are small (7x7 has 49 pixels: one image alone multiplies at a fraction of the
+ * speed); out and dout are (OC, OH*OW) per image in memory, so with nb > 1 they
+ * go through a (OC, nb*OH*OW) staging block. A 1x1, stride-1, unpadded
+ * convolution's column matrix is the image itself, so it skips the copy and
+ * multiplies each input in place (as darknet does). */
 #include <cblas.h>
 #include <string.h>
 
@@ -26,9 +31,22 @@ Conv2dShape conv2d_shape(int C, int H, int W, int OC, int K, int stride, int pad
 
 static int is_pointwise(const Conv2dShape *s) { return s->K == 1 && s->stride == 1 && s->pad == 0; }
 
-size_t conv2d_workspace_floats(const Conv2dShape *s) {
+/* Columns one SGEMM should get at least: below about this many, OpenBLAS's
+ * SGEMM runs well under its peak on these shapes (tests/bench/bench_conv). */
+#define GEMM_MIN_COLUMNS 1536
+
+int conv2d_images_per_gemm(const Conv2dShape *s, int N) {
+    if (is_pointwise(s)) return 1;
+    const int OHW = s->OH * s->OW;
+    const int nb = (GEMM_MIN_COLUMNS + OHW - 1) / OHW;
+    return nb < 1 ? 1 : nb > N ? (N > 0 ? N : 1) : nb;
+}
+
+size_t conv2d_workspace_floats(const Conv2dShape *s, int max_batch) {
     if (is_pointwise(s)) return 0;
-    return (size_t)s->C * s->K * s->K * s->OH * s->OW;
+    const size_t nb = (size_t)conv2d_images_per_gemm(s, max_batch), OHW = (size_t)s->OH * s->OW;
+    const size_t col = (size_t)s->C * s->K * s->K * nb * OHW;
+    return col + (nb > 1 ? (size_t)s->OC * nb * OHW : 0);
 }
 
 /* Output columns [*lo, *hi) whose input column ow*stride - pad + kw lies inside [0, W);
@@ -44,15 +62,15 @@ static void valid_cols(const Conv2dShape *s, int kw, int *lo, int *hi) {
     *hi = h;
 }
 
-/* col (C*K*K, OH*OW) = im2col(img (C,H,W)). */
-static void im2col(float *restrict col, const float *restrict img, const Conv2dShape *s) {
+/* col (C*K*K, OH*OW), rows ld floats apart, = im2col(img (C,H,W)). */
+static void im2col(float *restrict col, size_t ld, const float *restrict img, const Conv2dShape *s) {
     const int K = s->K, st = s->stride, OH = s->OH, OW = s->OW;
     for (int c = 0; c < s->C; c++) {
         for (int kh = 0; kh < K; kh++) {
             for (int kw = 0; kw < K; kw++) {
                 int lo, hi;
                 valid_cols(s, kw, &lo, &hi);
-                float *row = col + ((size_t)(c * K + kh) * K + kw) * OH * OW;
+                float *row = col + ((size_t)(c * K + kh) * K + kw) * ld;
                 for (int oh = 0; oh < OH; oh++) {
                     float *dst = row + (size_t)oh * OW;
                     int ih = oh * st - s->pad + kh;
@@ -74,15 +92,16 @@ static void im2col(float *restrict col, const float *restrict img, const Conv2dS
     }
 }
 
-/* img (C,H,W) += col2im(col): the adjoint of im2col, padding entries dropped. */
-static void col2im_add(float *restrict img, const float *restrict col, const Conv2dShape *s) {
+/* img (C,H,W) += col2im(col), col's rows ld floats apart: the adjoint of im2col,
+ * padding entries dropped. */
+static void col2im_add(float *restrict img, const float *restrict col, size_t ld, const Conv2dShape *s) {
     const int K = s->K, st = s->stride, OH = s->OH, OW = s->OW;
     for (int c = 0; c < s->C; c++) {
         for (int kh = 0; kh < K; kh++) {
             for (int kw = 0; kw < K; kw++) {
                 int lo, hi;
                 valid_cols(s, kw, &lo, &hi);
-                const float *row = col + ((size_t)(c * K + kh) * K + kw) * OH * OW;
+                const float *row = col + ((size_t)(c * K + kh) * K + kw) * ld;
                 for (int oh = 0; oh < OH; oh++) {
                     int ih = oh * st - s->pad + kh;
                     if (ih < 0 || ih >= s->H) continue;
@@ -100,20 +119,48 @@ static void col2im_add(float *restrict img, const float *restrict col, const Con
     }
 }
 
+/* Copies between nb images' (OC, OHW) blocks, img_stride floats apart, and one
+ * (OC, nb*OHW) staging block. */
+static void gather_images(float *restrict block, const float *restrict img, size_t img_stride, int nb,
+                          int OC, int OHW) {
+    for (int oc = 0; oc < OC; oc++)
+        for (int j = 0; j < nb; j++)
+            memcpy(block + ((size_t)oc * nb + j) * OHW, img + j * img_stride + (size_t)oc * OHW,
+                   sizeof(float) * OHW);
+}
+
+static void scatter_images(float *restrict img, size_t img_stride, const float *restrict block, int nb,
+                           int OC, int OHW) {
+    for (int oc = 0; oc < OC; oc++)
+        for (int j = 0; j < nb; j++)
+            memcpy(img + j * img_stride + (size_t)oc * OHW, block + ((size_t)oc * nb + j) * OHW,
+                   sizeof(float) * OHW);
+}
+
 void conv2d_forward(float *out, const float *inp, const float *weight, int N, const Conv2dShape *s,
                     float *workspace) {
     const int CKK = s->C * s->K * s->K, OHW = s->OH * s->OW;
     const size_t in_size = (size_t)s->C * s->H * s->W, out_size = (size_t)s->OC * OHW;
-    CHECK(is_pointwise(s) || workspace, "conv2d needs %zu floats of workspace",
-          conv2d_workspace_floats(s));
-    for (int n = 0; n < N; n++) {
-        const float *col = inp + n * in_size;
-        if (!is_pointwise(s)) {
-            im2col(workspace, col, s);
-            col = workspace;
+    if (is_pointwise(s)) {
+        for (int n = 0; n < N; n++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->OC, OHW, CKK, 1.0f, weight, CKK,
+                        inp + n * in_size, OHW, 0.0f, out + n * out_size, OHW);
+        return;
+    }
+    CHECK(workspace, "conv2d needs %zu floats of workspace", conv2d_workspace_floats(s, N));
+    const int per_gemm = conv2d_images_per_gemm(s, N);
+    for (int n0 = 0; n0 < N; n0 += per_gemm) {
+        const int nb = N - n0 < per_gemm ? N - n0 : per_gemm, cols = nb * OHW;
+        float *col = workspace, *block = workspace + (size_t)CKK * cols;
+        for (int j = 0; j < nb; j++) im2col(col + (size_t)j * OHW, (size_t)cols, inp + (n0 + j) * in_size, s);
+        if (nb == 1) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->OC, OHW, CKK, 1.0f, weight, CKK,
+                        col, OHW, 0.0f, out + n0 * out_size, OHW);
+            continue;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->OC, OHW, CKK, 1.0f, weight, CKK,
-                    col, OHW, 0.0f, out + n * out_size, OHW);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->OC, cols, CKK, 1.0f, weight, CKK, col,
+                    cols, 0.0f, block, cols);
+        scatter_images(out + n0 * out_size, out_size, block, nb, s->OC, OHW);
     }
 }
 
@@ -121,28 +168,38 @@ void conv2d_backward(float *dinp, float *dweight, const float *dout, const float
                      const float *weight, int N, const Conv2dShape *s, float *workspace) {
     const int CKK = s->C * s->K * s->K, OHW = s->OH * s->OW;
     const size_t in_size = (size_t)s->C * s->H * s->W, out_size = (size_t)s->OC * OHW;
-    CHECK(is_pointwise(s) || workspace, "conv2d needs %zu floats of workspace",
-          conv2d_workspace_floats(s));
-    for (int n = 0; n < N; n++) {
-        const float *dout_n = dout + n * out_size;
+    if (is_pointwise(s)) {
+        for (int n = 0; n < N; n++) {
+            if (dweight)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->OC, CKK, OHW, 1.0f,
+                            dout + n * out_size, OHW, inp + n * in_size, OHW, 1.0f, dweight, CKK);
+            if (dinp)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, OHW, s->OC, 1.0f, weight, CKK,
+                            dout + n * out_size, OHW, 1.0f, dinp + n * in_size, OHW);
+        }
+        return;
+    }
+    CHECK(workspace, "conv2d needs %zu floats of workspace", conv2d_workspace_floats(s, N));
+    const int per_gemm = conv2d_images_per_gemm(s, N);
+    for (int n0 = 0; n0 < N; n0 += per_gemm) {
+        const int nb = N - n0 < per_gemm ? N - n0 : per_gemm, cols = nb * OHW;
+        float *col = workspace, *block = workspace + (size_t)CKK * cols;
+        const float *dout_block = dout + n0 * out_size;
+        if (nb > 1) {
+            gather_images(block, dout_block, out_size, nb, s->OC, OHW);
+            dout_block = block;
+        }
         if (dweight) {
-            const float *col = inp + n * in_size;
-            if (!is_pointwise(s)) {
-                im2col(workspace, col, s);
-                col = workspace;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->OC, CKK, OHW, 1.0f, dout_n, OHW,
-                        col, OHW, 1.0f, dweight, CKK);
+            for (int j = 0; j < nb; j++)
+                im2col(col + (size_t)j * OHW, (size_t)cols, inp + (n0 + j) * in_size, s);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->OC, CKK, cols, 1.0f, dout_block,
+                        cols, col, cols, 1.0f, dweight, CKK);
         }
         if (!dinp) continue;
-        if (is_pointwise(s)) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, OHW, s->OC, 1.0f, weight, CKK,
-                        dout_n, OHW, 1.0f, dinp + n * in_size, OHW);
-        } else {
-            /* The workspace's im2col copy is no longer needed; reuse it for dcol. */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, OHW, s->OC, 1.0f, weight, CKK,
-                        dout_n, OHW, 0.0f, workspace, OHW);
-            col2im_add(dinp + n * in_size, workspace, s);
-        }
+        /* The im2col copy is no longer needed; its space takes dcol. */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, cols, s->OC, 1.0f, weight, CKK,
+                    dout_block, cols, 0.0f, col, cols);
+        for (int j = 0; j < nb; j++)
+            col2im_add(dinp + (n0 + j) * in_size, col + (size_t)j * OHW, (size_t)cols, s);
     }
 }

@@ -24,6 +24,7 @@ int iresnet_stage_blocks(int depth, int blocks[4]) {
 
 typedef struct {
     ParamSet *params;
+    int max_batch;
     size_t n_bn_buffers;
     size_t max_activation; /* floats per image */
     size_t max_workspace;  /* floats */
@@ -44,7 +45,7 @@ static void plan_conv(Plan *plan, Conv *conv, const char *name, int C, int HW, i
                       int stride) {
     conv->shape = conv2d_shape(C, HW, HW, OC, K, stride, K / 2);
     conv->offset = paramset_add(plan->params, name, (size_t)OC * C * K * K, 1);
-    size_t ws = conv2d_workspace_floats(&conv->shape);
+    size_t ws = conv2d_workspace_floats(&conv->shape, plan->max_batch);
     if (ws > plan->max_workspace) plan->max_workspace = ws;
     note_activation(plan, (size_t)OC * conv->shape.OH * conv->shape.OW);
     plan->flops += 2.0 * OC * C * K * K * conv->shape.OH * conv->shape.OW;
@@ -153,7 +154,7 @@ IResNet *iresnet_create(int depth, int width, int embedding_size, float dropout,
     net->blocks = xcalloc_aligned((size_t)net->n_blocks, sizeof *net->blocks);
 
     /* Plan: shapes and parameters in PyTorch's registration order. */
-    Plan plan = {.params = &net->params};
+    Plan plan = {.params = &net->params, .max_batch = max_batch};
     const int S = IRESNET_INPUT;
     note_activation(&plan, 3 * (size_t)S * S);
     plan_conv(&plan, &net->stem_conv, "conv1.weight", 3, S, width, 3, 1);

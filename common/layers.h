@@ -30,9 +30,14 @@ typedef struct {
  * kernel must fit the padded input (CHECKed). */
 Conv2dShape conv2d_shape(int C, int H, int W, int OC, int K, int stride, int pad);
 
-/* Floats of workspace conv2d_forward/backward need for one call (the im2col
- * matrix of one image; 0 for a 1x1, stride-1, unpadded convolution). */
-size_t conv2d_workspace_floats(const Conv2dShape *s);
+/* Images conv2d_forward/backward put into one SGEMM, for a batch of N: enough
+ * that its column count (images x OH*OW) is long, at most N. */
+int conv2d_images_per_gemm(const Conv2dShape *s, int N);
+
+/* Floats of workspace conv2d_forward/backward need for batches of up to
+ * max_batch images (the im2col matrix of conv2d_images_per_gemm images and a
+ * staging block for their outputs; 0 for a 1x1, stride-1, unpadded convolution). */
+size_t conv2d_workspace_floats(const Conv2dShape *s, int max_batch);
 
 /* out (N,OC,OH,OW) = conv(inp (N,C,H,W), weight (OC,C,K,K)). */
 void conv2d_forward(float *out, const float *inp, const float *weight, int N,

@@ -155,7 +155,9 @@ static void test_ghost_batch_norm(void) {
         const float *e = iresnet_forward(half, images + (size_t)part * b * per_image, b, 1, 0, 0);
         size_t at;
         double d = test_max_rel_diff(e, first + (size_t)part * b * E, (size_t)b * E, &at);
-        EXPECT(d < 1e-4, "half %d differs from the grouped batch by %.3g at %zu", part, d, at);
+        /* conv2d multiplies 2b and b images per SGEMM here, which round
+         * differently; a wrong grouping would differ by O(1). */
+        EXPECT(d < 1e-3, "half %d differs from the grouped batch by %.3g at %zu", part, d, at);
     }
     free(images);
     free(first);

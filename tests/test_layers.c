@@ -148,7 +148,7 @@ static void test_conv_vs_reference(const ConvCase *cc) {
                s.OW == (cc->W + 2 * cc->pad - cc->K) / cc->stride + 1,
            "conv2d_shape OH=%d OW=%d", s.OH, s.OW);
     const size_t n_in = (size_t)cc->N * s.C * s.H * s.W, n_w = (size_t)s.OC * s.C * s.K * s.K;
-    const size_t n_out = (size_t)cc->N * s.OC * s.OH * s.OW, n_ws = conv2d_workspace_floats(&s);
+    const size_t n_out = (size_t)cc->N * s.OC * s.OH * s.OW, n_ws = conv2d_workspace_floats(&s, cc->N);
     if (s.K == 1 && s.stride == 1 && s.pad == 0)
         EXPECT(n_ws == 0, "1x1 s1 p0 conv asks for %zu floats of workspace", n_ws);
     float *inp = uniform(n_in, -1, 1, 1), *weight = uniform(n_w, -1, 1, 2);
@@ -206,7 +206,7 @@ static void test_conv_grad(const ConvCase *cc) {
     const size_t n_w = (size_t)c.s.OC * c.s.C * c.s.K * c.s.K;
     const size_t n_out = (size_t)cc->N * c.s.OC * c.s.OH * c.s.OW;
     c.inp = uniform(n_in, -1, 1, 11), c.weight = uniform(n_w, -1, 1, 12);
-    c.out = zeros(n_out), c.ws = zeros(conv2d_workspace_floats(&c.s));
+    c.out = zeros(n_out), c.ws = zeros(conv2d_workspace_floats(&c.s, cc->N));
     float *w = uniform(n_out, -1, 1, 13);
     float *dinp = zeros(n_in), *dweight = zeros(n_w);
     float *p_in = start_accum(dinp, n_in, 14), *p_w = start_accum(dweight, n_w, 15);
@@ -538,6 +538,9 @@ int main(void) {
         {1, 2, 9, 11, 3, 5, 2, 0}, /* (W - K) not a multiple of the stride */
         {1, 2, 3, 3, 2, 5, 1, 1},  /* kernel larger than the image */
         {2, 3, 11, 8, 2, 7, 1, 1},
+        {5, 3, 24, 24, 4, 3, 1, 1}, /* 576 pixels: 3 images per SGEMM, then the last 2 */
+        {3, 2, 40, 40, 3, 3, 1, 1}, /* 1600 pixels: one image per SGEMM */
+        {7, 3, 16, 20, 5, 3, 2, 1}, /* 80 pixels: all 7 images in one SGEMM */
         {1, 3, 16, 13, 4, 7, 2, 2},
         {2, 16, 14, 14, 32, 3, 2, 1}, /* a real layer's channel counts */
     };
