@@ -172,6 +172,7 @@ IResNet *iresnet_create(int depth, int width, int embedding_size, float dropout,
             blk->in_c = in_c;
             blk->out_c = out_c;
             blk->in_hw = hw;
+            blk->param_start = net->params.n_params;
             join_name(name, sizeof name, prefix, ".bn1");
             plan_bn(&plan, &blk->bn1, name, in_c, hw * hw, 0);
             join_name(name, sizeof name, prefix, ".conv1.weight");
@@ -197,6 +198,7 @@ IResNet *iresnet_create(int depth, int width, int embedding_size, float dropout,
         }
     }
     CHECK(hw == 7, "IResNet expects a 7x7 final feature map, got %dx%d", hw, hw);
+    net->head_param_start = net->params.n_params;
     plan_bn(&plan, &net->head_bn, "bn2", in_c, hw * hw, 0);
     net->fc_in = in_c * hw * hw;
     net->fc_weight_offset = paramset_add(&net->params, "fc.weight", (size_t)embedding_size * net->fc_in, 1);
@@ -429,7 +431,7 @@ void iresnet_block_backward(IResNet *net, IBasicBlock *blk, const float *dout, f
     }
 }
 
-void iresnet_backward(IResNet *net, const float *dembedding) {
+void iresnet_backward(IResNet *net, const float *dembedding, IResNetGradsFinal grads_final, void *ctx) {
     int N = net->last_n;
     CHECK(net->last_training, "iresnet_backward needs a training forward");
     const int S = IRESNET_INPUT;
@@ -449,9 +451,11 @@ void iresnet_backward(IResNet *net, const float *dembedding) {
     int cur = 0;
     const float *last_out = net->blocks[net->n_blocks - 1].out;
     bn_backward(net, &net->head_bn, zeroed(net->grad_trunk[cur], head_size), d_head_bn_out, last_out, N);
+    if (grads_final) grads_final(ctx, net->head_param_start);
     for (int b = net->n_blocks - 1; b >= 0; b--) {
         iresnet_block_backward(net, &net->blocks[b], net->grad_trunk[cur], net->grad_trunk[1 - cur], N);
         cur = 1 - cur;
+        if (grads_final) grads_final(ctx, net->blocks[b].param_start);
     }
     size_t stem_size = (size_t)N * net->width * S * S;
     float *d_stem_bn_out = zeroed(tmp[0], stem_size);
@@ -461,4 +465,5 @@ void iresnet_backward(IResNet *net, const float *dembedding) {
     bn_backward(net, &net->stem_bn, d_stem_conv_out, d_stem_bn_out, net->stem_conv_out, N);
     conv2d_backward(NULL, net->stem_conv.dweight, d_stem_conv_out, net->input, net->stem_conv.weight,
                     N, &net->stem_conv.shape, net->workspace);
+    if (grads_final) grads_final(ctx, 0);
 }

@@ -51,6 +51,7 @@ typedef struct {
     Conv conv1, conv2;
     PRelu prelu;
     int has_shortcut;
+    size_t param_start; /* the block's parameters (and gradients) lie in [param_start, the next block's) */
     Conv short_conv;
     BatchNorm short_bn;
     const float *in; /* the block input (the previous block's out), not owned */
@@ -78,6 +79,7 @@ typedef struct {
     IBasicBlock *blocks;
     int n_blocks;
 
+    size_t head_param_start; /* the head's parameters lie in [head_param_start, n_params) */
     BatchNorm head_bn;     /* BN2d over (8w, 7, 7) */
     float *head_bn_out, *dropout_out, *dropout_mask;
     float *fc_weight, *fc_bias, *dfc_weight, *dfc_bias;
@@ -117,9 +119,15 @@ void iresnet_destroy(IResNet **net);
 const float *iresnet_forward(IResNet *net, const float *images, int N, int training,
                              uint64_t step, uint64_t first_sample);
 
+/* Called during iresnet_backward each time more gradients are final: every
+ * gradient in [first, n_params) of net->params.grads is complete (first
+ * decreases call by call: the head, each block from the last, and 0 after
+ * the stem), so a caller may start reducing them while the pass goes on. */
+typedef void (*IResNetGradsFinal)(void *ctx, size_t first);
+
 /* Adds d(loss)/d(params) for the last training forward to net->params.grads,
- * given dembedding (N, E). */
-void iresnet_backward(IResNet *net, const float *dembedding);
+ * given dembedding (N, E). grads_final (may be NULL) hears of the progress. */
+void iresnet_backward(IResNet *net, const float *dembedding, IResNetGradsFinal grads_final, void *ctx);
 
 /* One IBasicBlock on its own (the network's loop, exposed for gradient tests).
  * Forward reads in (N, in_c, in_hw, in_hw) and fills blk->out with the mode

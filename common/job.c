@@ -84,7 +84,9 @@ const char *job_describe_rank(const Job *job, int world_rank, char *buf, size_t 
 void job_init(Job *job, int *argc, char ***argv, int is_server, double timeout) {
     memset(job, 0, sizeof *job);
     int provided = 0;
-    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    /* Serialized: a worker's gradient allreduce runs on a thread of its own
+     * while the main thread computes (worker/grad_allreduce.h). */
+    MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
     fatal_set_handler(abort_job_handler);
     MPI_Comm_rank(MPI_COMM_WORLD, &job->world_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &job->world_size);

@@ -10,6 +10,7 @@
  *    separate batches of b.
  * 4. Backward leaves frozen parameters untouched by SGD. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,15 +175,61 @@ static void test_frozen_gamma(void) {
     test_fill_uniform(demb, 32, -1, 1, 7);
     iresnet_forward(net, images, 2, 1, 0, 0);
     paramset_zero_grad(&net->params);
-    iresnet_backward(net, demb);
+    iresnet_backward(net, demb, NULL, NULL);
     sgd_step(&net->params, 0.1f, 0.9f, 5e-4f);
     for (int c = 0; c < 16; c++) EXPECT(net->features.gamma[c] == 1.0f, "features.weight[%d] moved", c);
     free(images);
     iresnet_destroy(&net);
 }
 
+/* iresnet_backward reports gradients final from the end of the parameters to
+ * the start, and each reported range already holds its final values. */
+typedef struct {
+    const IResNet *net;
+    const float *final; /* the gradients of a backward pass without reports */
+    size_t last_first;
+    int calls, ranges_ok;
+} FinalCheck;
+
+static void check_final(void *ctx, size_t first) {
+    FinalCheck *c = ctx;
+    const size_t n = c->net->params.n_params;
+    EXPECT(first < c->last_first, "report %d: first %zu does not decrease (previous %zu)", c->calls, first,
+           c->last_first);
+    c->ranges_ok &= memcmp(c->net->params.grads + first, c->final + first, (first < n ? n - first : 0) * sizeof(float)) == 0;
+    c->last_first = first;
+    c->calls++;
+}
+
+static void test_grads_final_reports(void) {
+    char err[256];
+    const int N = 2, E = 16;
+    IResNet *net = iresnet_create(18, 8, E, 0, N, 0, 9, err, sizeof err);
+    const size_t per_image = (size_t)3 * IRESNET_INPUT * IRESNET_INPUT;
+    float *images = malloc((size_t)N * per_image * sizeof(float)), demb[2 * 16];
+    test_fill_uniform(images, (size_t)N * per_image, -1, 1, 10);
+    test_fill_uniform(demb, (size_t)N * E, -1, 1, 11);
+    iresnet_forward(net, images, N, 1, 0, 0);
+    paramset_zero_grad(&net->params);
+    iresnet_backward(net, demb, NULL, NULL);
+    float *final = malloc(net->params.n_params * sizeof(float));
+    memcpy(final, net->params.grads, net->params.n_params * sizeof(float));
+    FinalCheck c = {.net = net, .final = final, .last_first = SIZE_MAX, .ranges_ok = 1};
+    iresnet_forward(net, images, N, 1, 0, 0);
+    paramset_zero_grad(&net->params);
+    iresnet_backward(net, demb, check_final, &c);
+    EXPECT(c.calls == net->n_blocks + 2, "%d reports for %d blocks (want head, blocks, stem)", c.calls,
+           net->n_blocks);
+    EXPECT(c.last_first == 0, "the last report starts at %zu, not 0", c.last_first);
+    EXPECT(c.ranges_ok, "a reported range was not final yet");
+    free(final);
+    free(images);
+    iresnet_destroy(&net);
+}
+
 int main(void) {
     test_param_counts();
+    test_grads_final_reports();
     test_ghost_batch_norm();
     test_frozen_gamma();
     test_block_gradients();

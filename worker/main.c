@@ -21,6 +21,7 @@
 #include "dataset.h"
 #include "checkpoint.h"
 #include "evaluate.h"
+#include "grad_allreduce.h"
 #include "iresnet.h"
 #include "job.h"
 #include "loader.h"
@@ -30,6 +31,11 @@
 #include "stop_request.h"
 #include "train_setup.h"
 
+/* Gradient allreduce buckets of 16 MiB: large enough that a bucket costs
+ * bandwidth, not latency; small enough that the last one, the only one the
+ * step waits for, is short. */
+#define GRAD_BUCKET_FLOATS ((size_t)4 << 20)
+
 typedef struct {
     double data, forward, exchange, backward, allreduce, update;
 } StepTimes;
@@ -38,6 +44,7 @@ typedef struct {
     Job job;
     TrainConfig cfg;
     IResNet *net;
+    GradAllreduce *grad_sum; /* the backbone gradient's allreduce, overlapped with backward */
     PsClient client;
     Dataset *dataset;
     Loader *loader;
@@ -154,6 +161,7 @@ static void setup(Worker *wk, int argc, char **argv) {
     wk->net = iresnet_create(config_depth(cfg), cfg->width, cfg->embedding_size, cfg->dropout,
                              cfg->batch_size, cfg->bn_group, cfg->seed, err, sizeof err);
     if (!wk->net) job_abort(job, "backbone: %s", err);
+    wk->grad_sum = grad_allreduce_create(job, wk->net, GRAD_BUCKET_FLOATS);
     if (job->role_rank == 0)
         log_info("IResNet-%d width %d: %zu parameters, %.2f GFLOP forward per image; %d workers x "
                  "batch %d, %d servers", wk->net->depth, wk->net->width, iresnet_param_count(wk->net),
@@ -224,25 +232,25 @@ static void train(Worker *wk) {
         int server_stop = ps_client_exchange(&wk->client, step, labels, emb, wk->dembedding, wk->loss);
         double t3 = now_seconds();
         paramset_zero_grad(&net->params);
-        iresnet_backward(net, wk->dembedding);
+        grad_allreduce_start(wk->grad_sum, step);
+        iresnet_backward(net, wk->dembedding, grad_allreduce_final, wk->grad_sum);
         /* The stem's weight gradient reads the images: only now may the
          * decoding threads refill their slot. */
         loader_release(wk->loader, step);
         double t4 = now_seconds();
 
         /* The servers scaled the gradient by 1/global_batch, so summing the
-         * workers' gradients gives the gradient of the global mean loss.
-         * Beside the loss travels the stop vote: a signal here or at a server
-         * makes every worker stop after this same step. */
+         * workers' gradients (begun during the backward pass) gives the
+         * gradient of the global mean loss. Beside the loss travels the stop
+         * vote: a signal here or at a server makes every worker stop after
+         * this same step. */
+        grad_allreduce_finish(wk->grad_sum);
         double loss_and_stop[2] = {0, stop_request_signal() || server_stop};
         for (int i = 0; i < B; i++) loss_and_stop[0] += wk->loss[i];
-        MPI_Request reqs[2];
-        MPI_Iallreduce(MPI_IN_PLACE, net->params.grads, (int)net->params.n_params, MPI_FLOAT, MPI_SUM,
-                       job->role_comm, &reqs[0]);
-        MPI_Iallreduce(MPI_IN_PLACE, loss_and_stop, 2, MPI_DOUBLE, MPI_SUM, job->role_comm, &reqs[1]);
-        snprintf(what, sizeof what, "the backbone gradient allreduce of step %lld", (long long)step);
-        job_wait(job, &reqs[0], what);
-        job_wait(job, &reqs[1], what);
+        MPI_Request req;
+        MPI_Iallreduce(MPI_IN_PLACE, loss_and_stop, 2, MPI_DOUBLE, MPI_SUM, job->role_comm, &req);
+        snprintf(what, sizeof what, "the loss allreduce of step %lld", (long long)step);
+        job_wait(job, &req, what);
         double t5 = now_seconds();
         double loss = loss_and_stop[0] / (double)global_batch;
         if (!isfinite(loss)) job_abort(job, "the loss of step %lld is %g: training diverged (lower lr?)", (long long)step, loss);
@@ -332,6 +340,7 @@ int main(int argc, char **argv) {
     loader_stop(&wk.loader);
     dataset_close(&wk.dataset);
     ps_client_destroy(&wk.client);
+    grad_allreduce_destroy(&wk.grad_sum);
     iresnet_destroy(&wk.net);
     free(wk.dembedding);
     free(wk.loss);
