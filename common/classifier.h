@@ -5,17 +5,30 @@
  * One step for the global batch X (N, D) with labels:
  *   0. classifier_select (Partial FC, see below): the rows kept this step.
  *   1. classifier_forward: normalise X and the kept rows as the Margin says
- *      (m->norm: both, rows only, or neither), C = Xn Wn^T (one SGEMM over
- *      the kept rows), margin on owned targets, per-sample local SoftmaxStats.
+ *      (m->norm: both, rows only, or neither), C = Xn Wn^T (SGEMMs over
+ *      blocks of kept rows), margin on owned targets, per-sample local
+ *      SoftmaxStats.
  *   2. the caller combines the stats over all shards (MPI_Allreduce, or
  *      margin_stats_combine for in-process shards).
  *   3. classifier_backward: dC, then dX partial (N, D) = this shard's
  *      contribution to dLoss/dX (summing the partials of all shards gives the
- *      full gradient), and the gradient of the kept rows, kept inside the shard.
+ *      full gradient).
  *   4. classifier_sgd_step: momentum SGD with weight decay on the kept rows.
  * The loss is the mean over the N samples of the global batch.
- * All buffers are allocated by classifier_create for up to max_batch samples
- * and every row; no step allocates.
+ *
+ * Memory. Besides weight and momentum the shard keeps one (N, rows) matrix
+ * (cosines, then logits, then their gradient dC) and no other (rows, D)
+ * buffer: 1M rows of 512 floats with N = 256 take 2 x 1.91 GiB + 0.95 GiB.
+ * The logits' pages become resident as steps touch them (N x K floats for K
+ * kept rows), so with Partial FC they take about rate x 0.95 GiB.
+ * The normalised rows Wn exist only a block of CLASSIFIER_BLOCK_ROWS kept rows
+ * at a time, made from weight and the row norms of the forward, and the rows'
+ * gradient dW is never stored whole: the SGD step computes it block by block
+ * from what the backward leaves (dC, the normalised embeddings, the norms),
+ *     dWn (block, D) = dC[:, block]^T Xn,  dW = dWn through the row norm,
+ * and applies it to the block's rows at once. classifier_weight_grad gives
+ * the same blocks to a caller. All buffers are allocated by classifier_create
+ * for up to max_batch samples and every row; no step allocates.
  *
  * Partial FC (An et al. 2022), as the original's sparse update. With a sample
  * rate below 1 (classifier_set_sampling) the softmax of a step runs over a
@@ -23,8 +36,8 @@
  * negatives drawn by the hash rule of sampling.h, the same subset for all N
  * samples and, because the rule depends only on (seed, step, class id), the
  * same subset for any split of the classes over servers. The kept rows are
- * gathered (normalised) into a contiguous buffer, and only they get a gradient,
- * weight decay and a momentum update; the other rows and their momentum stay
+ * gathered (normalised) block by block, and only they get a gradient, weight
+ * decay and a momentum update; the other rows and their momentum stay
  * bit-unchanged that step. The default rate 1 keeps every row, and the
  * computation is then bit-for-bit the unsampled one. */
 #ifndef ARCFACE_CLASSIFIER_H
@@ -36,29 +49,41 @@
 #include "margin.h"
 #include "sampling.h"
 
+/* Kept rows per block of the forward, backward and SGD passes: 512 rows of
+ * 512 floats, 1 MiB per block buffer (of three). Blocks of 256 to 4096 rows
+ * step within about 10% of each other at 100k rows (bench_classifier, one
+ * thread, CPU time); 512 was the fastest in both rounds. */
+#define CLASSIFIER_BLOCK_ROWS 512
+
 typedef struct {
     int64_t start, rows; /* owned classes [start, start + rows) */
     int dim;             /* embedding size D */
     int max_batch;       /* global batch capacity N */
     float *weight;       /* (rows, D) */
     float *momentum;     /* (rows, D) */
-    float *dweight;      /* (rows, D) gradient of the last backward */
     /* workspaces */
-    float *wn, *wnorm;    /* normalised rows (rows, D), their norms (rows); unused for
-                             MARGIN_NORM_NONE */
+    float *wnorm;         /* (rows) norms of the kept rows in keep order, from the forward;
+                             unused for MARGIN_NORM_NONE */
     float *xn, *xnorm;    /* embeddings as multiplied (N, D): normalised, or a copy of the
                              raw ones for MARGIN_NORM_NONE; norms (N) */
     float *dxnorm;        /* (N) gradient of the norms (MARGIN_NORM_WEIGHTS) */
-    float *logits;        /* (N, rows): cos, then z, then dcos */
+    float *logits;        /* (N, rows), leading dimension n_keep: cos, then z, then dcos;
+                             not pre-faulted */
     float *target_dz;     /* (N) */
-    float *dxn, *dwn;     /* (N, D), (rows, D) */
+    float *dxn;           /* (N, D) */
+    /* One block of kept rows (block_rows, D) each: the rows as multiplied
+     * (normalised or gathered), dWn, and dW for the SGD step. */
+    float *wn_block, *dwn_block, *dw_block;
+    int64_t block_rows;   /* rows per block, CLASSIFIER_BLOCK_ROWS; a test may lower it
+                             (never raise it) to have a small shard span several blocks */
     SoftmaxStats *stats;  /* (N) local stats of the last forward */
     int last_n;           /* N of the last forward */
     MarginNorm last_norm; /* normalisation of the last forward */
+    int grad_ready;       /* a backward ran and its SGD step has not */
     /* Partial FC. The kept rows are those of the last classifier_select (or
      * every row); forward, backward and the SGD step all work on them. With
-     * fewer kept rows than rows, wn, wnorm, dwn and the logits' columns hold
-     * the kept rows in keep order (row j of wn is local row keep[j]). */
+     * fewer kept rows than rows, wnorm and the logits' columns hold the kept
+     * rows in keep order (column j is local row keep[j]). */
     float sample_rate;    /* (0, 1]; 1 = every row (the default) */
     uint64_t sample_seed; /* seed of the hash that draws the negatives */
     int32_t *keep;        /* (rows) sorted local rows kept this step; keep[j] = j for all rows */
@@ -72,7 +97,9 @@ typedef struct {
 /* Allocates the shard (sample rate 1: every row kept) and initialises row c
  * (global class id) with normal(0, 0.01) values that depend only on (seed, c, d):
  *     weight[c - start][d] = 0.01f * rng_normal(rng_hash4(seed, RNG_CLASSIFIER_INIT, c, d)),
- * so any split of the classes over servers starts from the same matrix.
+ * so any split of the classes over servers starts from the same matrix. A
+ * shard of 4M elements or more is drawn on one thread per online CPU (joined
+ * before it returns; the values do not depend on the thread count).
  * rows may be 0 (a server with no classes); at most INT_MAX (BLAS takes ints).
  * Returns 0, or -1 with a message in err when the sizes are invalid (c is then
  * zeroed, so classifier_destroy is still safe); allocation failure is fatal. */
@@ -103,9 +130,10 @@ void classifier_select(ClassifierShard *c, const int64_t *labels, int N, int64_t
  * pass margin_check. Uses the rows of the classifier_select just before it,
  * with the same labels and N (CHECKed: N, and that every owned label is
  * kept); without one it keeps every row, which is allowed at sample rate 1
- * only (CHECKed). With MARGIN_NORM_NONE and every row kept the SGEMM reads
- * c->weight itself (no copy), so the weights must not change before the
- * matching classifier_backward. */
+ * only (CHECKed). The backward and the SGD step make the rows as multiplied
+ * again from c->weight (and the norms found here), and with MARGIN_NORM_NONE
+ * and every row kept the SGEMM reads c->weight itself (no copy): the weights
+ * must not change between a forward and its classifier_sgd_step. */
 void classifier_forward(ClassifierShard *c, const float *x, const int64_t *labels, int N,
                         const Margin *m);
 
@@ -113,15 +141,30 @@ void classifier_forward(ClassifierShard *c, const float *x, const int64_t *label
  * classifier_forward, its labels (CHECKed against the forward's) and the same
  * m (its norm is CHECKed). Writes dx (N, D) (overwritten, not accumulated)
  * with this shard's part of d(mean loss)/dx, including the norm's derivative
- * when the embeddings are raw, and the kept rows of c->dweight (overwritten);
- * the other rows of c->dweight are not written and hold stale values.
- * Overwrites c->logits, so it runs once per forward. */
+ * when the embeddings are raw. Leaves dC in c->logits, from which
+ * classifier_weight_grad and classifier_sgd_step compute the kept rows'
+ * gradient. Overwrites c->logits, so it runs once per forward. */
 void classifier_backward(ClassifierShard *c, float *dx, const SoftmaxStats *combined,
                          const int64_t *labels, const Margin *m);
 
+/* Writes into out (count, D) d(mean loss)/d(weight) of the kept rows
+ * keep[first] .. keep[first + count - 1] (keep order), as left by the last
+ * classifier_backward: the rows classifier_sgd_step would update, with the
+ * gradient it would apply, computed by the same block routine over the same
+ * blocks (so bit for bit the same values: SGEMM's rounding of a row may depend
+ * on where the row falls in a call). 0 <= first <= first + count <= n_keep
+ * (CHECKed), and it must come after a classifier_backward and before its
+ * classifier_sgd_step (CHECKed). Uses the shard's block workspaces; weights,
+ * momentum and the step's state are unchanged. Costs the SGEMMs of every
+ * block the range touches. */
+void classifier_weight_grad(ClassifierShard *c, int64_t first, int64_t count, float *out);
+
 /* v = momentum * v + dweight + weight_decay * w;  w -= lr * v  (PyTorch SGD with
  * dampening 0, no Nesterov; v starts at 0, so the first step is v = g as in PyTorch),
- * on the kept rows only (every row unless a sample rate below 1 is set).
+ * on the kept rows only (every row unless a sample rate below 1 is set), with
+ * dweight the gradient of the last classifier_backward (classifier_weight_grad),
+ * computed and applied a block of rows at a time. Runs once per backward
+ * (CHECKed: a classifier_backward since the last step).
  *
  * This is the original Partial FC's sparse update: its optimizer is handed
  * only the sampled sub-matrix and that sub-matrix's momentum, which are

@@ -158,7 +158,8 @@ static void run_single(ClassifierShard *sh, float *loss, float *dx, const float 
 
 /* ---- (1), (2): gradients through the whole classifier against finite differences ---- */
 
-/* Compares the shard's d(mean loss)/dx and /dweight with central differences
+/* Compares the shard's d(mean loss)/dx and /dweight (classifier_weight_grad,
+ * blocks of 16 rows so that C rows span several) with central differences
  * of the double reference; returns the worst relative error (floor: 1e-3 of
  * the largest gradient). STRAIGHT mode is checked against the surrogate loss
  * whose target logit is k * (cos + the margin offset frozen at the base point),
@@ -170,13 +171,16 @@ static double grad_check_scaled(const char *name, Margin m, const double *target
     char err[256];
     EXPECT(classifier_create(&sh, 0, C, D, N, 7, err, sizeof err) == 0, "%s", err);
     for (int k = 0; k < C * D; k++) sh.weight[k] *= wscale;
+    sh.block_rows = 16;
     int64_t labels[64];
     for (int i = 0; i < N; i++) labels[i] = (i * 7 + 3) % C;
     float *x = malloc(sizeof(float) * N * D), *dx = malloc(sizeof(float) * N * D);
+    float *dw = malloc(sizeof(float) * C * D);
     float loss[64];
     make_embeddings(x, sh.weight, labels, targets, N, D, 11);
     for (int k = 0; k < N * D; k++) x[k] *= xscale;
     run_single(&sh, loss, dx, x, labels, N, &m);
+    classifier_weight_grad(&sh, 0, C, dw); /* every row kept: keep order is row order */
 
     RefProblem p = {N, D, C, malloc(sizeof(double) * N * D), malloc(sizeof(double) * C * D), labels};
     for (int k = 0; k < N * D; k++) p.x[k] = x[k];
@@ -210,7 +214,7 @@ static double grad_check_scaled(const char *name, Margin m, const double *target
         const double lm = ref_loss(&p, &m, fz, NULL);
         *v = v0;
         num[k] = (lp - lm) / (2 * h);
-        ana[k] = is_x ? dx[k] : sh.dweight[k - nx];
+        ana[k] = is_x ? dx[k] : dw[k - nx];
         maxg = fmax(maxg, fabs(num[k]));
     }
     double worst = 0;
@@ -228,6 +232,7 @@ static double grad_check_scaled(const char *name, Margin m, const double *target
     free(p.w);
     free(x);
     free(dx);
+    free(dw);
     classifier_destroy(&sh);
     return worst;
 }
@@ -285,15 +290,16 @@ static void test_gradients(void) {
     EXPECT(classifier_create(&sh, 0, C, D, N, 7, err, sizeof err) == 0, "%s", err);
     int64_t labels[N];
     for (int i = 0; i < N; i++) labels[i] = (i * 7 + 3) % C;
-    float x[N * D], dx_e[N * D], dx_s[N * D], loss_e[N], loss_s[N], dw_e[C * D];
+    float x[N * D], dx_e[N * D], dx_s[N * D], loss_e[N], loss_s[N], dw_e[C * D], dw_s[C * D];
     make_embeddings(x, sh.weight, labels, t_arc, N, D, 11);
     const Margin cos_e = CM(16, 1, 0, 0.4f, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT);
     const Margin cos_s = CM(16, 1, 0, 0.4f, MARGIN_FALLBACK_NONE, MARGIN_GRAD_STRAIGHT);
     run_single(&sh, loss_e, dx_e, x, labels, N, &cos_e);
-    memcpy(dw_e, sh.dweight, sizeof dw_e);
+    classifier_weight_grad(&sh, 0, C, dw_e);
     run_single(&sh, loss_s, dx_s, x, labels, N, &cos_s);
+    classifier_weight_grad(&sh, 0, C, dw_s);
     EXPECT(memcmp(loss_e, loss_s, sizeof loss_e) == 0 && memcmp(dx_e, dx_s, sizeof dx_e) == 0 &&
-               memcmp(dw_e, sh.dweight, sizeof dw_e) == 0,
+               memcmp(dw_e, dw_s, sizeof dw_e) == 0,
            "cosface: straight and exact gradients should be identical");
     const Margin arc_s = ARC(16, MARGIN_FALLBACK_THMM, MARGIN_GRAD_STRAIGHT);
     run_single(&sh, loss_e, dx_e, x, labels, N, &arc_thmm);
@@ -396,7 +402,8 @@ typedef struct {
 static void test_sharding_margin(const char *name, const Margin m, float wscale) {
     enum { N = 8, D = 20, C = 70 };
     /* Labels avoid [20, 36), which P = 5 gives to one shard; P = 5 also has an
-     * empty shard. 70 rows make two blocks of the dweight pass. */
+     * empty shard. P = 1 takes its 70 rows in blocks of 32 (three blocks, the
+     * last one short), the others in one block per shard. */
     const int64_t labels[N] = {0, 5, 19, 40, 69, 52, 36, 3};
     const Split splits[] = {{1, {70}}, {2, {35, 35}}, {3, {30, 25, 15}}, {5, {20, 0, 16, 33, 1}}};
     float x[N * D];
@@ -422,6 +429,7 @@ static void test_sharding_margin(const char *name, const Margin m, float wscale)
             EXPECT(classifier_create(&sh[p], start, sp->rows[p], D, N, 42, err, sizeof err) == 0,
                    "%s", err);
             for (int64_t k = 0; k < sp->rows[p] * D; k++) sh[p].weight[k] *= wscale;
+            if (sp->P == 1) sh[p].block_rows = 32;
             memcpy(w0 + start * D, sh[p].weight, sizeof(float) * sp->rows[p] * D);
             start += sp->rows[p];
             classifier_forward(&sh[p], x, labels, N, &m);
@@ -438,7 +446,7 @@ static void test_sharding_margin(const char *name, const Margin m, float wscale)
         for (int p = 0; p < sp->P; p++) {
             classifier_backward(&sh[p], dx_p, comb, labels, &m);
             for (int k = 0; k < N * D; k++) dx[k] += dx_p[k];
-            memcpy(dw + start * D, sh[p].dweight, sizeof(float) * sp->rows[p] * D);
+            classifier_weight_grad(&sh[p], 0, sp->rows[p], dw + start * D);
             classifier_sgd_step(&sh[p], 0.1f, 0.9f, 5e-4f);
             memcpy(w1 + start * D, sh[p].weight, sizeof(float) * sp->rows[p] * D);
             start += sp->rows[p];
@@ -833,31 +841,55 @@ static void test_forward_backward_by_hand(void) {
 
 /* ---- (5): SGD against a hand computation ---- */
 
+/* One step of a single shard on x (N, DIM) and labels: forward, its own stats
+ * as the combined ones, backward, the kept rows' gradient into g, SGD. */
+static void sgd_test_step(ClassifierShard *sh, float *g, const float *x, const int64_t *labels,
+                          int N, const Margin *m, float lr, float mom, float wd) {
+    SoftmaxStats st[4];
+    float dx[4 * 8];
+    classifier_forward(sh, x, labels, N, m);
+    memcpy(st, sh->stats, (size_t)N * sizeof *st);
+    classifier_backward(sh, dx, st, labels, m);
+    classifier_weight_grad(sh, 0, sh->n_keep, g);
+    classifier_sgd_step(sh, lr, mom, wd);
+}
+
 static void test_sgd(void) {
-    /* 5 x 7 = 35 weights: two 16-wide blocks and a scalar tail */
-    enum { ROWS = 5, DIM = 7, NW = ROWS * DIM };
+    /* 5 x 7 = 35 weights: two 16-wide blocks and a scalar tail; blocks of 2
+     * rows, so the update also runs over a short last block */
+    enum { ROWS = 5, DIM = 7, NW = ROWS * DIM, N = 2 };
+    const Margin m = CM(8, 1, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_GRAD_EXACT);
+    const float lr = 0.1f, mom = 0.9f, wd = 0.01f;
     ClassifierShard sh;
     char err[256];
-    EXPECT(classifier_create(&sh, 0, ROWS, DIM, 1, 1, err, sizeof err) == 0, "%s", err);
-    float w0[NW], g1[NW], g2[NW];
+    float w0[NW], g1[NW], g2[NW], x[N * DIM];
+    const int64_t labels[N] = {1, 4};
     test_fill_uniform(w0, NW, -2, 2, 101);
-    test_fill_uniform(g1, NW, -1, 1, 102);
-    test_fill_uniform(g2, NW, -1, 1, 103);
-    w0[0] = 1.0f, g1[0] = 0.5f, g2[0] = -0.25f;
-    w0[NW - 1] = 1.0f, g1[NW - 1] = 0.5f, g2[NW - 1] = -0.25f;
-    const float lr = 0.1f, mom = 0.9f, wd = 0.01f;
+    test_fill_uniform(x, N * DIM, -1, 1, 102);
+    w0[0] = 1.0f, w0[NW - 1] = 1.0f;
+    /* By hand, with no samples (g = 0): v1 = 0.01 * 1, w1 = 1 - 0.001 = 0.999,
+     * v2 = 0.9 * 0.01 + 0.01 * 0.999 = 0.01899, w2 = 0.999 - 0.001899 = 0.997101 */
+    EXPECT(classifier_create(&sh, 0, ROWS, DIM, N, 1, err, sizeof err) == 0, "%s", err);
     memcpy(sh.weight, w0, sizeof w0);
-    memcpy(sh.dweight, g1, sizeof g1);
-    classifier_sgd_step(&sh, lr, mom, wd);
-    memcpy(sh.dweight, g2, sizeof g2);
-    classifier_sgd_step(&sh, lr, mom, wd);
-    /* first and last element by hand: v1 = 0.5 + 0.01 * 1 = 0.51,
-     * w1 = 1 - 0.051 = 0.949, v2 = 0.9 * 0.51 - 0.25 + 0.01 * 0.949 = 0.21849,
-     * w2 = 0.949 - 0.021849 = 0.927151 */
-    EXPECT_NEAR(sh.momentum[0], 0.21849, 1e-6);
-    EXPECT_NEAR(sh.weight[0], 0.927151, 1e-6);
-    EXPECT_NEAR(sh.momentum[NW - 1], 0.21849, 1e-6);
-    EXPECT_NEAR(sh.weight[NW - 1], 0.927151, 1e-6);
+    sgd_test_step(&sh, g1, x, labels, 0, &m, lr, mom, wd);
+    sgd_test_step(&sh, g2, x, labels, 0, &m, lr, mom, wd);
+    int zero = 1;
+    for (int k = 0; k < NW; k++) zero &= g1[k] == 0 && g2[k] == 0;
+    EXPECT(zero, "sgd: an empty batch gave a non-zero weight gradient");
+    EXPECT_NEAR(sh.momentum[0], 0.01899, 1e-7);
+    EXPECT_NEAR(sh.weight[0], 0.997101, 1e-6);
+    EXPECT_NEAR(sh.momentum[NW - 1], 0.01899, 1e-7);
+    EXPECT_NEAR(sh.weight[NW - 1], 0.997101, 1e-6);
+    classifier_destroy(&sh);
+    /* Two steps with a real gradient, every element against the formula. */
+    EXPECT(classifier_create(&sh, 0, ROWS, DIM, N, 1, err, sizeof err) == 0, "%s", err);
+    sh.block_rows = 2;
+    memcpy(sh.weight, w0, sizeof w0);
+    sgd_test_step(&sh, g1, x, labels, N, &m, lr, mom, wd);
+    sgd_test_step(&sh, g2, x, labels, N, &m, lr, mom, wd);
+    double gmax = 0;
+    for (int k = 0; k < NW; k++) gmax = fmax(gmax, fabs(g1[k]));
+    EXPECT(gmax > 1e-2, "sgd: gradient at most %.3g, too small to test its term", gmax);
     int bad = 0;
     for (int k = 0; k < NW; k++) {
         const double v1 = g1[k] + wd * (double)w0[k], w1 = w0[k] - lr * v1;
@@ -888,6 +920,17 @@ static void test_init(void) {
     classifier_destroy(&a);
     classifier_destroy(&b);
     classifier_destroy(NULL);
+    /* 70000 x 64 elements are drawn on several threads (one per CPU): the
+     * same values as a small shard drawn on one */
+    EXPECT(classifier_create(&a, 0, 70000, 64, 4, 2024, err, sizeof err) == 0, "%s", err);
+    EXPECT(classifier_create(&b, 69990, 10, 64, 4, 2024, err, sizeof err) == 0, "%s", err);
+    EXPECT(memcmp(b.weight, a.weight + (size_t)69990 * 64, sizeof(float) * 10 * 64) == 0,
+           "rows of a threaded draw differ from the same rows drawn alone");
+    EXPECT(a.weight[(size_t)35001 * 64 + 63] ==
+               0.01f * rng_normal(rng_hash4(2024, RNG_CLASSIFIER_INIT, 35001, 63)),
+           "row 35001 column 63 of a threaded draw is not its hash's value");
+    classifier_destroy(&a);
+    classifier_destroy(&b);
 
     EXPECT(classifier_create(&a, 0, -1, 64, 4, 1, err, sizeof err) == -1 && strstr(err, "rows"),
            "negative rows accepted");

@@ -1,7 +1,8 @@
 /* test_partial_fc.c -- Partial FC in the classifier shard: sample rate 1 is
  * bit-for-bit the unsampled computation; the kept classes follow the hash rule,
  * hold every positive and do not depend on the split over shards; unsampled
- * rows and their momentum are untouched; finite-difference gradients of the
+ * rows and their momentum are untouched; the update applies exactly the
+ * gradient classifier_weight_grad reports; finite-difference gradients of the
  * partial softmax; P = 1 and P = 3 agree on loss, dx and the update. */
 #include <cblas.h>
 #include <math.h>
@@ -125,10 +126,24 @@ static int64_t kept_global(const ClassifierShard *sh, int P, int64_t *out) {
     return n;
 }
 
+/* The gradient of shard p's kept rows (classifier_weight_grad) scattered
+ * into dw, the (sum of rows, D) matrix of all shards' classes; the other rows
+ * of dw are left as they are. */
+static void scatter_weight_grad(float *dw, ClassifierShard *sh) {
+    const int D = sh->dim;
+    float *g = malloc(sizeof(float) * (size_t)(sh->n_keep ? sh->n_keep : 1) * D);
+    classifier_weight_grad(sh, 0, sh->n_keep, g);
+    for (int64_t j = 0; j < sh->n_keep; j++)
+        memcpy(dw + (size_t)(sh->start + sh->keep[j]) * D, g + (size_t)j * D, sizeof(float) * D);
+    free(g);
+}
+
 /* One training step over P in-process shards: select, forward, combine,
- * loss, backward (dx summed in shard order), SGD. */
-static void sharded_step(ClassifierShard *sh, int P, float *loss, float *dx, const float *x,
-                         const int64_t *labels, int N, int64_t step, const Margin *m, int sgd) {
+ * loss, backward (dx summed in shard order), the kept rows' gradient into dw
+ * (if not NULL, see scatter_weight_grad), SGD. */
+static void sharded_step(ClassifierShard *sh, int P, float *loss, float *dx, float *dw,
+                         const float *x, const int64_t *labels, int N, int64_t step,
+                         const Margin *m, int sgd) {
     const int D = sh[0].dim;
     SoftmaxStats comb[MAXN];
     float dxp[MAXN * 64];
@@ -143,12 +158,19 @@ static void sharded_step(ClassifierShard *sh, int P, float *loss, float *dx, con
     for (int p = 0; p < P; p++) {
         classifier_backward(&sh[p], dxp, comb, labels, m);
         for (int k = 0; k < N * D; k++) dx[k] += dxp[k];
+        if (dw) scatter_weight_grad(dw, &sh[p]);
         if (sgd) classifier_sgd_step(&sh[p], LR, MOM, WD);
     }
 }
 
 /* ---- (1) sample rate 1 is the unsampled computation, bit for bit ---- */
 
+/* a (never sampled) and b (rate 1 through classifier_select) against the
+ * unsampled reference for 3 steps. With one block of rows (the default
+ * block_rows for these 37 rows) all three are bit-identical; with blocks of
+ * 16 rows the blocked sums of dx may round differently from the reference's
+ * one SGEMM, so a and b must still be bit-identical to each other and within
+ * 1e-5 of the reference. */
 static void test_rate_one(void) {
     enum { N = 8, D = 20, C = 37 };
     const struct {
@@ -160,54 +182,73 @@ static void test_rate_one(void) {
         {"cosface raw x", CM(0, 1, 0, 0.35f, MARGIN_FALLBACK_THMM, MARGIN_NORM_WEIGHTS), 1},
         {"softmax raw x, raw W", CM(0, 1, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_NORM_NONE), 30},
     };
-    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
-        const Margin *m = &cases[ci].m;
-        ClassifierShard a, b; /* a: never sampled; b: rate 1 through classifier_select */
-        const int64_t rows[1] = {C};
-        make_shards(&a, rows, 1, D, N, 1.0f, 0, cases[ci].wscale);
-        make_shards(&b, rows, 1, D, N, 1.0f, 777, cases[ci].wscale);
-        float *w = malloc(sizeof(float) * C * D), *v = calloc((size_t)C * D, sizeof(float));
-        float *dw = malloc(sizeof(float) * C * D);
-        memcpy(w, a.weight, sizeof(float) * C * D);
-        int same = 1;
-        for (int step = 0; step < 3; step++) {
-            float x[N * D], loss_a[N], loss_b[N], loss_r[N], dx_a[N * D], dx_b[N * D], dx_r[N * D];
-            int64_t labels[N];
-            test_fill_uniform(x, N * D, -1, 1, 100 + (uint64_t)step);
-            make_labels(labels, N, C, step, 5);
-            SoftmaxStats st[N];
-            classifier_forward(&a, x, labels, N, m); /* no classifier_select at all */
-            memcpy(st, a.stats, sizeof st);
-            margin_loss(loss_a, st, N);
-            classifier_backward(&a, dx_a, st, labels, m);
-            classifier_sgd_step(&a, LR, MOM, WD);
-            sharded_step(&b, 1, loss_b, dx_b, x, labels, N, step, m, 1);
-            ref_full_step(w, v, dw, loss_r, dx_r, x, labels, N, C, D, m);
-            EXPECT(b.n_keep == C, "%s: rate 1 kept %lld of %d rows", cases[ci].name,
-                   (long long)b.n_keep, C);
-            const int s = memcmp(loss_a, loss_r, sizeof loss_a) == 0 &&
-                          memcmp(loss_b, loss_r, sizeof loss_b) == 0 &&
-                          memcmp(dx_a, dx_r, sizeof dx_a) == 0 &&
-                          memcmp(dx_b, dx_r, sizeof dx_b) == 0 &&
-                          memcmp(a.weight, w, sizeof(float) * C * D) == 0 &&
-                          memcmp(b.weight, w, sizeof(float) * C * D) == 0 &&
-                          memcmp(a.momentum, v, sizeof(float) * C * D) == 0 &&
-                          memcmp(b.momentum, v, sizeof(float) * C * D) == 0 &&
-                          memcmp(a.dweight, dw, sizeof(float) * C * D) == 0 &&
-                          memcmp(b.dweight, dw, sizeof(float) * C * D) == 0;
-            EXPECT(s,
-                   "%s step %d: rate 1 is not bit-identical to the unsampled computation "
-                   "(loss %.3g, dx %.3g, w %.3g apart)",
-                   cases[ci].name, step, rel_to_max(loss_b, loss_r, N),
-                   rel_to_max(dx_b, dx_r, N * D), rel_to_max(b.weight, w, (size_t)C * D));
-            same &= s;
+    const int64_t blocks[2] = {CLASSIFIER_BLOCK_ROWS, 16};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
+        for (int bi = 0; bi < 2; bi++) {
+            const Margin *m = &cases[ci].m;
+            ClassifierShard a, b;
+            const int64_t rows[1] = {C};
+            make_shards(&a, rows, 1, D, N, 1.0f, 0, cases[ci].wscale);
+            make_shards(&b, rows, 1, D, N, 1.0f, 777, cases[ci].wscale);
+            a.block_rows = b.block_rows = blocks[bi];
+            const size_t cd = (size_t)C * D;
+            float *w = malloc(sizeof(float) * cd), *v = calloc(cd, sizeof(float));
+            float *dw = malloc(sizeof(float) * cd), *dw_a = malloc(sizeof(float) * cd);
+            float *dw_b = malloc(sizeof(float) * cd);
+            memcpy(w, a.weight, sizeof(float) * cd);
+            int same = 1;
+            double worst = 0;
+            for (int step = 0; step < 3; step++) {
+                float x[N * D], loss_a[N], loss_b[N], loss_r[N], dx_a[N * D], dx_b[N * D],
+                    dx_r[N * D];
+                int64_t labels[N];
+                test_fill_uniform(x, N * D, -1, 1, 100 + (uint64_t)step);
+                make_labels(labels, N, C, step, 5);
+                SoftmaxStats st[N];
+                classifier_forward(&a, x, labels, N, m); /* no classifier_select at all */
+                memcpy(st, a.stats, sizeof st);
+                margin_loss(loss_a, st, N);
+                classifier_backward(&a, dx_a, st, labels, m);
+                classifier_weight_grad(&a, 0, C, dw_a);
+                classifier_sgd_step(&a, LR, MOM, WD);
+                sharded_step(&b, 1, loss_b, dx_b, dw_b, x, labels, N, step, m, 1);
+                ref_full_step(w, v, dw, loss_r, dx_r, x, labels, N, C, D, m);
+                EXPECT(b.n_keep == C, "%s: rate 1 kept %lld of %d rows", cases[ci].name,
+                       (long long)b.n_keep, C);
+                const int ab = memcmp(loss_a, loss_b, sizeof loss_a) == 0 &&
+                               memcmp(dx_a, dx_b, sizeof dx_a) == 0 &&
+                               memcmp(a.weight, b.weight, sizeof(float) * cd) == 0 &&
+                               memcmp(a.momentum, b.momentum, sizeof(float) * cd) == 0 &&
+                               memcmp(dw_a, dw_b, sizeof(float) * cd) == 0;
+                const int br = memcmp(loss_b, loss_r, sizeof loss_b) == 0 &&
+                               memcmp(dx_b, dx_r, sizeof dx_b) == 0 &&
+                               memcmp(b.weight, w, sizeof(float) * cd) == 0 &&
+                               memcmp(b.momentum, v, sizeof(float) * cd) == 0 &&
+                               memcmp(dw_b, dw, sizeof(float) * cd) == 0;
+                const double d = fmax(fmax(rel_to_max(loss_b, loss_r, N),
+                                           rel_to_max(dx_b, dx_r, N * D)),
+                                      fmax(fmax(rel_to_max(b.weight, w, cd),
+                                                rel_to_max(b.momentum, v, cd)),
+                                           rel_to_max(dw_b, dw, cd)));
+                worst = fmax(worst, d);
+                EXPECT(ab, "%s, blocks of %lld, step %d: rate 1 differs from the unsampled shard",
+                       cases[ci].name, (long long)blocks[bi], step);
+                EXPECT(bi ? d < 1e-5 : br,
+                       "%s, blocks of %lld, step %d: rate 1 is not %s the unsampled reference "
+                       "(loss %.3g, dx %.3g, w %.3g, dw %.3g apart)",
+                       cases[ci].name, (long long)blocks[bi], step,
+                       bi ? "within 1e-5 of" : "bit-identical to", rel_to_max(loss_b, loss_r, N),
+                       rel_to_max(dx_b, dx_r, N * D), rel_to_max(b.weight, w, cd),
+                       rel_to_max(dw_b, dw, cd));
+                same &= ab && (bi || br);
+            }
+            fprintf(stderr, "  rate 1 = unsampled, 3 steps, %-22s blocks of %4lld: %s (%.1e)\n",
+                    cases[ci].name, (long long)blocks[bi],
+                    same ? "bit-identical" : "DIFFERENT", worst);
+            free(w), free(v), free(dw), free(dw_a), free(dw_b);
+            classifier_destroy(&a);
+            classifier_destroy(&b);
         }
-        fprintf(stderr, "  rate 1 = unsampled, 3 steps, %-22s %s\n", cases[ci].name,
-                same ? "bit-identical" : "DIFFERENT");
-        free(w), free(v), free(dw);
-        classifier_destroy(&a);
-        classifier_destroy(&b);
-    }
 }
 
 /* ---- (2) the kept set ---- */
@@ -356,46 +397,45 @@ static void test_untouched(void) {
     const int64_t rows[1] = {C};
     make_shards(&sh, rows, 1, D, N, 0.1f, 3, 1);
     const size_t cd = (size_t)C * D;
-    /* momentum as after earlier steps; dweight a sentinel a step must not overwrite */
+    /* momentum as after earlier steps; dw holds a sentinel where no row is kept */
     test_fill_uniform(sh.momentum, cd, -1e-3f, 1e-3f, 7);
-    for (size_t k = 0; k < cd; k++) sh.dweight[k] = -12345.0f;
     float *w0 = malloc(sizeof(float) * cd), *v0 = malloc(sizeof(float) * cd);
+    float *dw = malloc(sizeof(float) * cd);
+    for (size_t k = 0; k < cd; k++) dw[k] = -12345.0f;
     memcpy(w0, sh.weight, sizeof(float) * cd);
     memcpy(v0, sh.momentum, sizeof(float) * cd);
     float x[N * D], loss[N], dx[N * D];
     int64_t labels[N];
     test_fill_uniform(x, N * D, -1, 1, 8);
     make_labels(labels, N, C, 0, 9);
-    sharded_step(&sh, 1, loss, dx, x, labels, N, 0, &m, 1);
+    sharded_step(&sh, 1, loss, dx, dw, x, labels, N, 0, &m, 1);
     uint8_t *kept = calloc(C, 1);
     for (int64_t j = 0; j < sh.n_keep; j++) kept[sh.keep[j]] = 1;
     int64_t touched = 0, unmoved = 0, sgd_bad = 0;
     for (int64_t r = 0; r < C; r++) {
         const size_t o = (size_t)r * D;
         if (!kept[r]) {
-            int sentinel = 1;
-            for (int d = 0; d < D; d++) sentinel &= sh.dweight[o + d] == -12345.0f;
             touched += memcmp(sh.weight + o, w0 + o, sizeof(float) * D) != 0 ||
-                       memcmp(sh.momentum + o, v0 + o, sizeof(float) * D) != 0 || !sentinel;
+                       memcmp(sh.momentum + o, v0 + o, sizeof(float) * D) != 0;
             continue;
         }
         unmoved += memcmp(sh.weight + o, w0 + o, sizeof(float) * D) == 0;
         for (int d = 0; d < D; d++) {
-            const double v = MOM * (double)v0[o + d] + sh.dweight[o + d] + WD * (double)w0[o + d];
+            const double v = MOM * (double)v0[o + d] + dw[o + d] + WD * (double)w0[o + d];
             const double w = w0[o + d] - LR * v;
-            const double g = sh.dweight[o + d],
+            const double g = dw[o + d],
                          vs = MOM * fabs(v0[o + d]) + fabs(g) + WD * fabs(w0[o + d]);
             sgd_bad += fabs(sh.momentum[o + d] - v) > 1e-6 * vs ||
                        fabs(sh.weight[o + d] - w) > 1e-6 * (fabs(w0[o + d]) + LR * vs);
         }
     }
-    EXPECT(touched == 0, "%lld unsampled rows changed (weight, momentum or dweight)",
+    EXPECT(touched == 0, "%lld unsampled rows changed (weight or momentum)",
            (long long)touched);
     EXPECT(unmoved == 0, "%lld kept rows did not move", (long long)unmoved);
     EXPECT(sgd_bad == 0, "%lld kept weights differ from the SGD formula", (long long)sgd_bad);
     fprintf(stderr,
             "  one step at rate 0.1 kept %lld of %d rows; the other %lld rows, their "
-            "momentum and dweight bit-unchanged\n",
+            "momentum bit-unchanged\n",
             (long long)sh.n_keep, C, (long long)(C - sh.n_keep));
     classifier_destroy(&sh);
 
@@ -423,7 +463,79 @@ static void test_untouched(void) {
     EXPECT(zero, "a shard without kept rows gave a non-zero dx");
     EXPECT(memcmp(e.weight, w0, sizeof(float) * 3 * D) == 0, "a shard without kept rows moved");
     classifier_destroy(&e);
-    free(w0), free(v0), free(kept);
+    free(w0), free(v0), free(dw), free(kept);
+}
+
+/* ---- (3b) the update applies classifier_weight_grad's gradient ---- */
+
+/* With lr 1, momentum 0 and no weight decay the step is w -= g, v = g: the
+ * moved rows must be exactly w0 - g for the g that classifier_weight_grad
+ * gives, over two blocks of kept rows, and a sub-range of kept rows must give
+ * the same rows bit for bit as the whole range (the blocks fall elsewhere). */
+static void test_update_is_grad(void) {
+    enum { N = 16, D = 24, C = 3000 };
+    const struct {
+        const char *name;
+        Margin m;
+        float wscale;
+    } cases[] = {
+        {"arcface", CM(32, 1, 0.5f, 0, MARGIN_FALLBACK_THMM, MARGIN_NORM_BOTH), 1},
+        {"cosface raw x", CM(0, 1, 0, 0.35f, MARGIN_FALLBACK_THMM, MARGIN_NORM_WEIGHTS), 1},
+        {"softmax raw x, raw W", CM(0, 1, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_NORM_NONE), 30},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        ClassifierShard sh;
+        const int64_t rows[1] = {C};
+        const size_t cd = (size_t)C * D;
+        make_shards(&sh, rows, 1, D, N, 0.5f, 13, cases[ci].wscale);
+        float x[N * D], dx[N * D];
+        int64_t labels[N];
+        SoftmaxStats st[N];
+        test_fill_uniform(x, N * D, -1, 1, 40);
+        make_labels(labels, N, C, 0, 41);
+        classifier_select(&sh, labels, N, 0);
+        classifier_forward(&sh, x, labels, N, &cases[ci].m);
+        memcpy(st, sh.stats, sizeof st);
+        classifier_backward(&sh, dx, st, labels, &cases[ci].m);
+        const int64_t K = sh.n_keep, first = 700, count = K - 900;
+        EXPECT(K > CLASSIFIER_BLOCK_ROWS + 100 && K < C, "%s: %lld of %d rows kept, want two blocks",
+               cases[ci].name, (long long)K, C);
+        float *g = malloc(sizeof(float) * cd), *part = malloc(sizeof(float) * cd);
+        float *w0 = malloc(sizeof(float) * cd), *v0 = malloc(sizeof(float) * cd);
+        classifier_weight_grad(&sh, 0, K, g);
+        classifier_weight_grad(&sh, first, count, part);
+        EXPECT(memcmp(part, g + first * D, sizeof(float) * (size_t)count * D) == 0,
+               "%s: the gradient of kept rows [%lld, %lld) depends on the range asked for",
+               cases[ci].name, (long long)first, (long long)(first + count));
+        test_fill_uniform(sh.momentum, cd, -1, 1, 42);
+        memcpy(w0, sh.weight, sizeof(float) * cd);
+        memcpy(v0, sh.momentum, sizeof(float) * cd);
+        classifier_sgd_step(&sh, 1.0f, 0.0f, 0.0f);
+        int64_t bad = 0, untouched_bad = 0, nonzero = 0;
+        for (int64_t r = 0, j = 0; r < C; r++) {
+            const size_t o = (size_t)r * D;
+            if (j < K && sh.keep[j] == r) {
+                for (int d = 0; d < D; d++) {
+                    const float gj = g[(size_t)j * D + d];
+                    bad += sh.weight[o + d] != w0[o + d] - gj || sh.momentum[o + d] != gj;
+                    nonzero += gj != 0;
+                }
+                j++;
+            } else {
+                untouched_bad += memcmp(sh.weight + o, w0 + o, sizeof(float) * D) != 0 ||
+                                 memcmp(sh.momentum + o, v0 + o, sizeof(float) * D) != 0;
+            }
+        }
+        EXPECT(bad == 0 && nonzero > 0,
+               "%s: %lld kept weights are not w0 - g of classifier_weight_grad (%lld non-zero g)",
+               cases[ci].name, (long long)bad, (long long)nonzero);
+        EXPECT(untouched_bad == 0, "%s: %lld unsampled rows changed", cases[ci].name,
+               (long long)untouched_bad);
+        fprintf(stderr, "  the step applies classifier_weight_grad exactly: %-22s K=%lld of %d\n",
+                cases[ci].name, (long long)K, C);
+        free(g), free(part), free(w0), free(v0);
+        classifier_destroy(&sh);
+    }
 }
 
 /* ---- (4) gradients of the partial softmax against finite differences ---- */
@@ -481,7 +593,9 @@ static void grad_check_partial(const char *name, Margin m, float xscale, float w
     for (int i = 0; i < N; i++) labels[i] = (i * 7 + 3) % C;
     float x[N * D], dx[N * D], loss[N];
     test_fill_uniform(x, N * D, -xscale, xscale, 12);
-    sharded_step(&sh, 1, loss, dx, x, labels, N, 5, &m, 0);
+    float *dw = malloc(sizeof(float) * C * D);
+    sh.block_rows = 8; /* several blocks over the kept rows */
+    sharded_step(&sh, 1, loss, dx, dw, x, labels, N, 5, &m, 0);
     const int K = (int)sh.n_keep;
     EXPECT(K > N && K < C, "%s: %d of %d classes kept", name, K, C);
     int64_t cls[MAXC];
@@ -511,7 +625,7 @@ static void grad_check_partial(const char *name, Margin m, float xscale, float w
         const double lm = ref_partial_loss(&p, &m);
         *v = v0;
         num[k] = (lp - lm) / (2 * h);
-        ana[k] = is_x ? dx[k] : sh.dweight[(size_t)sh.keep[row] * D + (size_t)(k - nx) % D];
+        ana[k] = is_x ? dx[k] : dw[(size_t)sh.keep[row] * D + (size_t)(k - nx) % D];
         maxg = fmax(maxg, fabs(num[k]));
     }
     double worst = 0;
@@ -523,7 +637,7 @@ static void grad_check_partial(const char *name, Margin m, float xscale, float w
     EXPECT(worst < 1e-3, "%s: gradient rel err %.3g at %s[%d] (analytic %.6g, numeric %.6g)", name,
            worst, at < nx ? "x" : "w", at < nx ? at : at - nx, ana[at], num[at]);
     fprintf(stderr, "  partial softmax %-26s K=%d of %d  grad err %.1e\n", name, K, C, worst);
-    free(num), free(ana), free(p.x), free(p.w);
+    free(num), free(ana), free(p.x), free(p.w), free(dw);
     classifier_destroy(&sh);
 }
 
@@ -544,14 +658,15 @@ static void test_sharding(const char *name, Margin m, float wscale) {
     ClassifierShard a, b[3];
     make_shards(&a, one, 1, D, N, 0.3f, 21, wscale);
     make_shards(b, three, 3, D, N, 0.3f, 21, wscale);
+    a.block_rows = 8; /* P = 1 in several blocks, P = 3 in one per shard */
     double worst_loss = 0, worst_dx = 0, worst_w = 0;
     for (int step = 0; step < STEPS; step++) {
         float x[N * D], loss_a[N], loss_b[N], dx_a[N * D], dx_b[N * D];
         int64_t labels[N], ka[C], kb[C];
         test_fill_uniform(x, N * D, -1, 1, 30 + (uint64_t)step);
         make_labels(labels, N, C, step, 31);
-        sharded_step(&a, 1, loss_a, dx_a, x, labels, N, step, &m, 1);
-        sharded_step(b, 3, loss_b, dx_b, x, labels, N, step, &m, 1);
+        sharded_step(&a, 1, loss_a, dx_a, NULL, x, labels, N, step, &m, 1);
+        sharded_step(b, 3, loss_b, dx_b, NULL, x, labels, N, step, &m, 1);
         const int64_t na = kept_global(&a, 1, ka), nb = kept_global(b, 3, kb);
         EXPECT(na == nb && memcmp(ka, kb, sizeof(int64_t) * na) == 0 && na < C,
                "%s step %d: P=1 keeps %lld classes, P=3 %lld (of %d)", name, step, (long long)na,
@@ -581,6 +696,7 @@ int main(void) {
     fprintf(stderr, "kept classes:\n");
     test_selection();
     test_untouched();
+    test_update_is_grad();
     fprintf(stderr, "gradients vs finite differences of the partial softmax:\n");
     test_gradients();
     fprintf(stderr, "sharding:\n");

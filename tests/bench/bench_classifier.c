@@ -2,20 +2,30 @@
  * (classifier_select, forward, backward, SGD) against the bare SGEMMs it
  * contains, with and without Partial FC.
  *
- * Usage: bench_classifier [ROWS...]   (default: 100000 1000000)
+ * Usage: bench_classifier [--json] [ROWS...]   (default: 100000 1000000)
+ * --json prints one JSON object per line (what deploy/bench.sh reads)
+ * instead of the table.
  * N = 256 samples (the global batch), D = 512, ArcFace s = 64, m = 0.5. For
  * each shard size, sample rate 1 and 0.1, with 1 OpenBLAS thread and with
  * the count OpenBLAS starts with (OPENBLAS_NUM_THREADS, else every core).
  * The step's own statistics stand in for the combined ones (one server).
- * "sgemm" is the three SGEMMs of the step alone (logits N x K x D, dX and dW)
- * on the same buffers and kept-row count K; "step/sgemm" is what everything
- * else (normalisation, margin, exp, gathers, SGD) adds. Times are medians.
- * A 1,000,000-row shard allocates about 10.5 GiB (weights, momentum, dweight,
- * normalised and gradient rows, logits). */
+ * "sgemm" is the three SGEMMs of the step alone (logits N x K x D, dX and dW),
+ * each one call over all K kept rows on buffers of its own (K x D normalised
+ * rows and row gradients, N x K logits), timed after the shard is freed;
+ * "step/sgemm" is what everything else (normalisation, margin, exp, gathers,
+ * blocking, SGD) adds. Times are medians.
+ * A 1,000,000-row shard allocates about 4.8 GiB: weights and momentum
+ * (2 x 1.91 GiB) and the N x rows logits (0.95 GiB); the row blocks, norms
+ * and per-sample buffers are a few MiB. "peak RSS" (peak_rss_gib in --json)
+ * is the process's peak resident size (getrusage ru_maxrss) once the shard
+ * has been created and stepped, before the bare SGEMMs' buffers exist; it is
+ * a peak over the whole process, so give the row counts in increasing order
+ * (as the default). */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "classifier.h"
@@ -25,6 +35,8 @@
 #define N_BATCH 256
 #define DIM 512
 #define MAX_REPS 20
+
+static int json_output;
 
 static double now(void) {
     struct timespec t;
@@ -71,16 +83,69 @@ static void step(ClassifierShard *c, float *dx, float *loss, SoftmaxStats *comb,
     *t = (StepTimes){t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0};
 }
 
-/* The step's three SGEMMs for K kept rows, on the shard's buffers. */
-static void sgemms(ClassifierShard *c, int K) {
-    const int N = N_BATCH, D = DIM;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, K, D, 1.0f, c->xn, D, c->wn, D, 0.0f,
-                c->logits, K);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, K, 1.0f, c->logits, K, c->wn, D,
-                0.0f, c->dxn, D);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, D, N, 1.0f, c->logits, K, c->xn, D,
-                0.0f, c->dwn, D);
+/* The process's peak resident set so far, in GiB (ru_maxrss is in KiB on Linux). */
+static double peak_rss_gib(void) {
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u) != 0) return -1;
+    return (double)u.ru_maxrss / (1024.0 * 1024.0);
 }
+
+/* Buffers of the bare SGEMMs, shaped as the step's for up to max_k kept rows. */
+typedef struct {
+    float *xn, *wn, *logits, *dxn, *dwn; /* (N, D), (K, D), (N, K), (N, D), (K, D) */
+} GemmBuffers;
+
+static GemmBuffers gemm_buffers(int64_t max_k) {
+    const size_t kd = (size_t)max_k * DIM, nd = (size_t)N_BATCH * DIM;
+    GemmBuffers g = {malloc(sizeof(float) * nd), malloc(sizeof(float) * kd),
+                     calloc((size_t)N_BATCH * (size_t)max_k, sizeof(float)),
+                     calloc(nd, sizeof(float)), calloc(kd, sizeof(float))};
+    if (!g.xn || !g.wn || !g.logits || !g.dxn || !g.dwn) {
+        fprintf(stderr, "bench_classifier: out of memory for the bare SGEMMs' buffers (%lld rows)\n",
+                (long long)max_k);
+        exit(1);
+    }
+    /* Values of the size of normalised 512-d vectors' elements (no denormals). */
+    for (size_t k = 0; k < nd; k++) g.xn[k] = 0.044f * (float)((int)(k % 61) - 30) / 30.0f;
+    for (size_t k = 0; k < kd; k++) g.wn[k] = 0.044f * (float)((int)(k % 53) - 26) / 26.0f;
+    return g;
+}
+
+static void gemm_buffers_free(GemmBuffers *g) {
+    free(g->xn), free(g->wn), free(g->logits), free(g->dxn), free(g->dwn);
+}
+
+/* The step's three SGEMMs for K kept rows, each one call over all of them. */
+static void sgemms(const GemmBuffers *g, int K) {
+    const int N = N_BATCH, D = DIM;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, K, D, 1.0f, g->xn, D, g->wn, D, 0.0f,
+                g->logits, K);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, K, 1.0f, g->logits, K, g->wn, D,
+                0.0f, g->dxn, D);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, D, N, 1.0f, g->logits, K, g->xn, D,
+                0.0f, g->dwn, D);
+}
+
+/* Median time of sgemms(K) after one warm-up call. */
+static double time_sgemms(const GemmBuffers *g, int K) {
+    double t[MAX_REPS], t0 = now();
+    sgemms(g, K);
+    const int reps = reps_for(now() - t0);
+    for (int r = 0; r < reps; r++) {
+        t0 = now();
+        sgemms(g, K);
+        t[r] = now() - t0;
+    }
+    return median(t, reps);
+}
+
+/* The shard's step times for one thread count and sample rate. */
+typedef struct {
+    double med[5]; /* select, forward, backward, sgd, total */
+    double kept;   /* mean kept rows */
+    int K;         /* kept rows of the last step, for the bare SGEMMs */
+    int reps;
+} StepResult;
 
 static void bench_rows(int64_t rows, const int *threads, int n_threads) {
     ClassifierShard c;
@@ -90,8 +155,9 @@ static void bench_rows(int64_t rows, const int *threads, int n_threads) {
         fprintf(stderr, "bench_classifier: %s\n", err);
         exit(1);
     }
-    const double gib = ((double)rows * DIM * 5 + (double)rows * N_BATCH) * 4 / (1 << 30);
-    printf("# %lld rows: shard created in %.1f s (%.1f GiB)\n", (long long)rows, now() - t0, gib);
+    const double gib = ((double)rows * DIM * 2 + (double)rows * N_BATCH) * 4 / (1 << 30);
+    const double create_s = now() - t0;
+    if (!json_output) printf("# %lld rows: shard created in %.1f s (%.2f GiB)\n", (long long)rows, create_s, gib);
     fflush(stdout);
     float *x = malloc(sizeof(float) * N_BATCH * DIM), *dx = malloc(sizeof(float) * N_BATCH * DIM);
     float loss[N_BATCH];
@@ -100,7 +166,8 @@ static void bench_rows(int64_t rows, const int *threads, int n_threads) {
     for (int k = 0; k < N_BATCH * DIM; k++) x[k] = rng_normal(rng_hash4(3, 4, (uint64_t)k, 0));
     const Margin m = {.s = 64, .m1 = 1, .m2 = 0.5f, .fallback = MARGIN_FALLBACK_THMM};
     const float rates[] = {1.0f, 0.1f};
-    int64_t s = 0;
+    StepResult res[2][2];
+    int64_t s = 0, max_k = 1;
     for (int ti = 0; ti < n_threads; ti++) {
         openblas_set_num_threads(threads[ti]);
         for (int ri = 0; ri < 2; ri++) {
@@ -108,57 +175,76 @@ static void bench_rows(int64_t rows, const int *threads, int n_threads) {
                 fprintf(stderr, "bench_classifier: %s\n", err);
                 exit(1);
             }
+            StepResult *sr = &res[ti][ri];
             StepTimes t, all[MAX_REPS];
-            double v[5][MAX_REPS], kept = 0;
+            double v[5][MAX_REPS];
             for (int i = 0; i < N_BATCH; i++)
                 labels[i] = (int64_t)(rng_hash4(5, (uint64_t)s, (uint64_t)i, 0) % (uint64_t)rows);
             step(&c, dx, loss, comb, x, labels, s++, &m, &t); /* warm-up */
-            const int reps = reps_for(t.total);
-            for (int r = 0; r < reps; r++) {
+            sr->reps = reps_for(t.total);
+            sr->kept = 0;
+            for (int r = 0; r < sr->reps; r++) {
                 for (int i = 0; i < N_BATCH; i++)
                     labels[i] =
                         (int64_t)(rng_hash4(5, (uint64_t)s, (uint64_t)i, 0) % (uint64_t)rows);
                 step(&c, dx, loss, comb, x, labels, s++, &m, &all[r]);
-                kept += (double)c.n_keep / reps;
+                sr->kept += (double)c.n_keep / sr->reps;
                 v[0][r] = all[r].select, v[1][r] = all[r].forward, v[2][r] = all[r].backward;
                 v[3][r] = all[r].sgd, v[4][r] = all[r].total;
             }
-            double med[5];
-            for (int k = 0; k < 5; k++) med[k] = median(v[k], reps);
-            /* bare SGEMMs for the last step's K (its buffers hold valid data) */
-            const int K = (int)c.n_keep;
-            double g[MAX_REPS];
-            t0 = now();
-            sgemms(&c, K);
-            const int greps = reps_for(now() - t0);
-            for (int r = 0; r < greps; r++) {
-                t0 = now();
-                sgemms(&c, K);
-                g[r] = now() - t0;
-            }
-            const double gm = median(g, greps), flop = 3.0 * 2.0 * N_BATCH * (double)K * DIM;
-            printf("%9lld %4.2f %9.0f %3d %9.1f %8.1f %8.1f %8.1f %8.1f %9.1f %6.0f %6.2f %3d\n",
-                   (long long)rows, (double)rates[ri], kept, threads[ti], 1e3 * med[4],
-                   1e3 * med[0], 1e3 * med[1], 1e3 * med[2], 1e3 * med[3], 1e3 * gm,
-                   flop / gm * 1e-9, med[4] / gm, reps);
-            fflush(stdout);
+            for (int k = 0; k < 5; k++) sr->med[k] = median(v[k], sr->reps);
+            sr->K = (int)c.n_keep;
+            if (sr->K > max_k) max_k = sr->K;
         }
     }
+    const double rss = peak_rss_gib();
+    if (!json_output) printf("# %lld rows: peak RSS %.2f GiB after creating and stepping the shard\n",
+                             (long long)rows, rss);
     free(x);
     free(dx);
     classifier_destroy(&c);
+    /* bare SGEMMs for each configuration's K, on buffers of their own */
+    GemmBuffers g = gemm_buffers(max_k);
+    for (int ti = 0; ti < n_threads; ti++) {
+        openblas_set_num_threads(threads[ti]);
+        for (int ri = 0; ri < 2; ri++) {
+            const StepResult *sr = &res[ti][ri];
+            const double *med = sr->med;
+            const double gm = time_sgemms(&g, sr->K), flop = 3.0 * 2.0 * N_BATCH * (double)sr->K * DIM;
+            if (json_output)
+                printf("{\"rows\": %lld, \"sample_rate\": %.2f, \"kept_rows\": %.0f, \"threads\": %d, "
+                       "\"batch\": %d, \"dim\": %d, \"step_ms\": %.2f, \"select_ms\": %.2f, "
+                       "\"forward_ms\": %.2f, \"backward_ms\": %.2f, \"sgd_ms\": %.2f, "
+                       "\"sgemm_ms\": %.2f, \"sgemm_gflops\": %.1f, \"step_over_sgemm\": %.3f, "
+                       "\"reps\": %d, \"shard_gib\": %.2f, \"shard_create_s\": %.1f, "
+                       "\"peak_rss_gib\": %.3f, \"openblas_core\": \"%s\"}\n",
+                       (long long)rows, (double)rates[ri], sr->kept, threads[ti], N_BATCH, DIM,
+                       1e3 * med[4], 1e3 * med[0], 1e3 * med[1], 1e3 * med[2], 1e3 * med[3],
+                       1e3 * gm, flop / gm * 1e-9, med[4] / gm, sr->reps, gib, create_s, rss,
+                       openblas_get_corename());
+            else
+                printf("%9lld %4.2f %9.0f %3d %9.1f %8.1f %8.1f %8.1f %8.1f %9.1f %6.0f %6.2f %3d\n",
+                       (long long)rows, (double)rates[ri], sr->kept, threads[ti], 1e3 * med[4],
+                       1e3 * med[0], 1e3 * med[1], 1e3 * med[2], 1e3 * med[3], 1e3 * gm,
+                       flop / gm * 1e-9, med[4] / gm, sr->reps);
+            fflush(stdout);
+        }
+    }
+    gemm_buffers_free(&g);
 }
 
 int main(int argc, char **argv) {
     int64_t rows_list[16] = {100000, 1000000};
     int n_rows = 2;
-    if (argc > 1) {
+    int a = 1;
+    if (a < argc && !strcmp(argv[a], "--json")) json_output = 1, a++;
+    if (a < argc) {
         n_rows = 0;
-        for (int a = 1; a < argc && n_rows < 16; a++) {
+        for (; a < argc && n_rows < 16; a++) {
             char *end;
             const long long r = strtoll(argv[a], &end, 10);
             if (*end || r <= 0) {
-                fprintf(stderr, "usage: bench_classifier [ROWS...]  ('%s' is not a row count)\n",
+                fprintf(stderr, "usage: bench_classifier [--json] [ROWS...]  ('%s' is not a row count)\n",
                         argv[a]);
                 return 2;
             }
@@ -168,11 +254,13 @@ int main(int argc, char **argv) {
     const int t_max = openblas_get_num_threads();
     const int threads[2] = {1, t_max};
     const int n_threads = t_max > 1 ? 2 : 1;
-    printf("# OpenBLAS %s, core %s, %d threads by default; N = %d, D = %d, ArcFace s = 64\n",
-           openblas_get_config(), openblas_get_corename(), t_max, N_BATCH, DIM);
-    printf("# times in ms (median); K = kept rows (mean); sgemm = the step's 3 SGEMMs alone\n");
-    printf("#    rows rate         K thr   step_ms   select  forward backward      sgd  sgemm_ms "
-           "GFLOPS step/sgemm reps\n");
+    if (!json_output) {
+        printf("# OpenBLAS %s, core %s, %d threads by default; N = %d, D = %d, ArcFace s = 64\n",
+               openblas_get_config(), openblas_get_corename(), t_max, N_BATCH, DIM);
+        printf("# times in ms (median); K = kept rows (mean); sgemm = the step's 3 SGEMMs alone\n");
+        printf("#    rows rate         K thr   step_ms   select  forward backward      sgd  sgemm_ms "
+               "GFLOPS step/sgemm reps\n");
+    }
     for (int i = 0; i < n_rows; i++) bench_rows(rows_list[i], threads, n_threads);
     return 0;
 }
