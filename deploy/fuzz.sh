@@ -13,7 +13,9 @@
 #       $FUZZ_BUILD_DIR/findings/<target>/.
 #   deploy/fuzz.sh --repro TARGET FILE...
 #       runs the target once on each FILE (a saved finding) with its verdict
-#       and the code's messages (FUZZ_VERBOSE=1). Without clang, a normal build's
+#       and the code's messages (FUZZ_VERBOSE=1), doing every check on it,
+#       also those fuzzing does on a fraction of the inputs (FUZZ_THOROUGH=1,
+#       see tests/fuzz/fuzz_util.h). Without clang, a normal build's
 #       build/tests/fuzz/fuzz_<target> FILE replays a file the same way.
 #
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), CC (default clang).
@@ -57,7 +59,7 @@ trap 'rm -rf "$TMPDIR"' EXIT
 if [ $repro = 1 ]; then
   [ ${#targets[@]} -ge 2 ] || { echo "usage: fuzz.sh --repro TARGET FILE..." >&2; exit 2; }
   t=${targets[0]}
-  FUZZ_VERBOSE=1 "$build/tests/fuzz/fuzz_$t" -timeout="$per_input" "${targets[@]:1}"
+  FUZZ_VERBOSE=1 FUZZ_THOROUGH=1 "$build/tests/fuzz/fuzz_$t" -timeout="$per_input" "${targets[@]:1}"
   exit $?
 fi
 

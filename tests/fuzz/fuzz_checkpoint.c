@@ -7,7 +7,17 @@
  * stop almost every mutation at ckpt_open, so the control bits re-stamp what
  * the mutation broke: bit 0 each section's CRC (for sections inside the
  * file), bit 1 the header's file size, bit 2 the header CRC (after the other
- * two). The corpus also holds files with bad CRCs. */
+ * two). The corpus also holds files with bad CRCs.
+ *
+ * The first range read of a section not yet verified streams the whole
+ * section through a 4 MiB buffer to check its CRC (so does ckpt_verify), and
+ * that malloc costs about 6 ms under ASan whatever the section's size, far
+ * more than all the rest of an input. So every input has each section read
+ * whole first and then as a range (only the range is read once the section
+ * is verified); and one input in STREAM_ONE_IN of a fuzzing run (every input
+ * of a thorough run: fuzz_pick) goes through a second reader too, which
+ * streams: one section read as a range first (the one the control byte's top
+ * five bits pick), then ckpt_verify. */
 #include <string.h>
 
 #include "checkpoint.h"
@@ -17,6 +27,8 @@
 #define HEADER_SIZE 64
 #define ENTRY_SIZE 128
 #define CRC_AT 60
+/* A fuzzing run takes the streaming CRC path on one input in this many. */
+#define STREAM_ONE_IN 256
 
 static uint64_t get_u64(const uint8_t *p) {
     uint64_t v;
@@ -49,10 +61,25 @@ static void restamp(uint8_t *f, size_t size, unsigned ctl) {
                                           (size_t)n * ENTRY_SIZE));
 }
 
-static void read_sections(CkptReader *r, size_t file_size) {
+/* Writes to buf a section name that r does not have: the fuzzer gives
+ * sections any name, "no such section" too. */
+static void absent_name(CkptReader *r, char *buf, size_t cap) {
+    int n = ckpt_num_sections(r), taken = 1;
+    for (unsigned k = 0; taken; k++) {
+        snprintf(buf, cap, "no such section %u", k);
+        taken = 0;
+        for (int i = 0; i < n && !taken; i++) taken = strcmp(ckpt_section_name(r, i), buf) == 0;
+    }
+}
+
+/* Reads every section of r whole, then (verified by that read) as a range,
+ * and checks what the reader promises about both. Returns 1 when every whole
+ * read succeeded, which leaves nothing for ckpt_verify to stream. */
+static int read_sections(CkptReader *r, size_t file_size) {
     char err[1024];
     int n = ckpt_num_sections(r);
     FUZZ_ASSERT(n >= 0, "%d sections", n);
+    int all_whole_ok = 1;
     for (int i = 0; i < n; i++) {
         const char *name = ckpt_section_name(r, i);
         FUZZ_ASSERT(name && name[0] && strlen(name) <= CKPT_NAME_MAX, "section %d name", i);
@@ -66,17 +93,22 @@ static void read_sections(CkptReader *r, size_t file_size) {
         size_t bytes = (size_t)count * elem;
         uint8_t *a = malloc(bytes ? bytes : 1), *b = malloc(bytes ? bytes : 1);
         FUZZ_ASSERT(a && b, "out of memory");
-        uint64_t first = (uint64_t)count / 3, part = (uint64_t)count / 2;
-        int range_ok = ckpt_read_range(r, name, dtype, first, part, a, err, sizeof err) == 0;
         int whole_ok = ckpt_read(r, name, dtype, b, (uint64_t)count, err, sizeof err) == 0;
         fuzz_note("checkpoint: section '%s' %s[%lld]: %s", name, ckpt_dtype_str(dtype),
                   (long long)count, whole_ok ? "read" : err);
-        /* The CRC covers the whole section: both reads agree on it. */
-        FUZZ_ASSERT(part == (uint64_t)count || range_ok == whole_ok,
-                    "section '%s': range read %d, whole read %d", name, range_ok, whole_ok);
-        if (range_ok && whole_ok)
-            FUZZ_ASSERT(memcmp(a, b + first * elem, part * elem) == 0,
-                        "section '%s': range differs from the whole", name);
+        all_whole_ok &= whole_ok;
+        /* After a failed whole read the section is still not verified and a
+         * range read would stream it: left to stream_check. */
+        if (whole_ok) {
+            uint64_t first = (uint64_t)count / 3, part = (uint64_t)count / 2;
+            int range_ok = ckpt_read_range(r, name, dtype, first, part, a, err, sizeof err) == 0;
+            /* The CRC covers the whole section: both reads agree on it. */
+            FUZZ_ASSERT(part == (uint64_t)count || range_ok,
+                        "section '%s': range read failed after the whole read: %s", name, err);
+            if (range_ok)
+                FUZZ_ASSERT(memcmp(a, b + first * elem, part * elem) == 0,
+                            "section '%s': range differs from the whole", name);
+        }
         FUZZ_ASSERT(ckpt_read_range(r, name, dtype, (uint64_t)count, 1, a, err, sizeof err) != 0,
                     "read past section '%s'", name);
         FUZZ_ASSERT(ckpt_read(r, name, dtype, a, (uint64_t)count + 1, err, sizeof err) != 0,
@@ -91,13 +123,52 @@ static void read_sections(CkptReader *r, size_t file_size) {
         free(a);
         free(b);
     }
-    FUZZ_ASSERT(ckpt_section_count(r, "no such section") == -1 &&
-                    ckpt_section_dtype(r, "no such section") == 0,
-                "a missing section was found");
-    (void)ckpt_verify(r, err, sizeof err);
+    char missing[CKPT_NAME_MAX + 1];
+    absent_name(r, missing, sizeof missing);
+    FUZZ_ASSERT(ckpt_section_count(r, missing) == -1 && ckpt_section_dtype(r, missing) == 0,
+                "missing section '%s' was found", missing);
+    if (all_whole_ok)
+        FUZZ_ASSERT(ckpt_verify(r, err, sizeof err) == 0,
+                    "ckpt_verify after every section was read whole: %s", err);
+    return all_whole_ok;
 }
 
-static void read_classifier(const char *path, size_t file_size) {
+/* On a fresh reader r: a range read of section `pick` (mod the number of
+ * sections), which streams it to check its CRC, must agree with its whole
+ * read, and ckpt_verify, which streams every other section, must agree with
+ * the whole reads of read_sections (all_whole_ok): a whole read fails only
+ * on a CRC mismatch, ckpt_verify only on one too. */
+static void stream_check(CkptReader *r, unsigned pick, int all_whole_ok) {
+    char err[1024];
+    int n = ckpt_num_sections(r);
+    if (n > 0) {
+        const char *name = ckpt_section_name(r, (int)(pick % (unsigned)n));
+        int64_t count = ckpt_section_count(r, name);
+        CkptDtype dtype = ckpt_section_dtype(r, name);
+        size_t elem = ckpt_dtype_size(dtype), bytes = (size_t)count * elem;
+        uint8_t *a = malloc(bytes ? bytes : 1), *b = malloc(bytes ? bytes : 1);
+        FUZZ_ASSERT(a && b, "out of memory");
+        uint64_t first = (uint64_t)count / 3, part = (uint64_t)count / 2;
+        int range_ok = ckpt_read_range(r, name, dtype, first, part, a, err, sizeof err) == 0;
+        int whole_ok = ckpt_read(r, name, dtype, b, (uint64_t)count, err, sizeof err) == 0;
+        /* The CRC covers the whole section: both reads agree on it. */
+        FUZZ_ASSERT(part == (uint64_t)count || range_ok == whole_ok,
+                    "section '%s': range read %d, whole read %d", name, range_ok, whole_ok);
+        if (range_ok && whole_ok)
+            FUZZ_ASSERT(memcmp(a, b + first * elem, part * elem) == 0,
+                        "section '%s': range differs from the whole", name);
+        free(a);
+        free(b);
+    }
+    int verify_ok = ckpt_verify(r, err, sizeof err) == 0;
+    FUZZ_ASSERT(verify_ok == all_whole_ok, "ckpt_verify %s, but %s", verify_ok ? "passed" : err,
+                all_whole_ok ? "every section read whole" : "a whole read failed");
+}
+
+/* Opens path as a one-file classifier set and reads its rows back; the read
+ * of the second half after a failed (so not verified) first read streams, so
+ * only when `stream` is set (see the top). */
+static void read_classifier(const char *path, size_t file_size, int stream) {
     char err[1024];
     CkptClassifierSet *s = NULL;
     const char *paths[1] = {path};
@@ -114,8 +185,9 @@ static void read_classifier(const char *path, size_t file_size) {
     size_t n = (size_t)rows * (size_t)dim;
     float *w = malloc((n ? n : 1) * sizeof *w);
     FUZZ_ASSERT(w, "out of memory");
-    (void)ckpt_classifier_read_rows(s, CKPT_SEC_WEIGHT, 0, rows, w, err, sizeof err);
-    (void)ckpt_classifier_read_rows(s, CKPT_SEC_WEIGHT, rows / 2, rows, w, err, sizeof err);
+    int first_ok = ckpt_classifier_read_rows(s, CKPT_SEC_WEIGHT, 0, rows, w, err, sizeof err) == 0;
+    if (first_ok || stream)
+        (void)ckpt_classifier_read_rows(s, CKPT_SEC_WEIGHT, rows / 2, rows, w, err, sizeof err);
     (void)ckpt_classifier_read_rows(s, CKPT_SEC_MOMENTUM, 0, rows, w, err, sizeof err);
     FUZZ_ASSERT(ckpt_classifier_read_rows(s, CKPT_SEC_WEIGHT, 0, rows + 1, w, err, sizeof err) != 0,
                 "read past the last row");
@@ -126,6 +198,7 @@ static void read_classifier(const char *path, size_t file_size) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
+    int stream = fuzz_pick(data, size, STREAM_ONE_IN);
     unsigned ctl = data[0];
     data++, size--;
     uint8_t *file = malloc(size ? size : 1);
@@ -139,10 +212,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CkptReader *r = NULL;
     if (ckpt_open(&r, path, err, sizeof err) == 0) {
         FUZZ_ASSERT(r && strcmp(ckpt_path(r), path) == 0, "open succeeded without a reader");
-        read_sections(r, size);
+        int all_whole_ok = read_sections(r, size);
         ckpt_close(&r);
         FUZZ_ASSERT(r == NULL, "close left the pointer");
-        read_classifier(path, size);
+        if (stream) {
+            FUZZ_ASSERT(ckpt_open(&r, path, err, sizeof err) == 0, "the file opened once, then "
+                        "not: %s", err);
+            stream_check(r, ctl >> 3, all_whole_ok);
+            ckpt_close(&r);
+        }
+        read_classifier(path, size, stream);
     } else {
         FUZZ_ASSERT(r == NULL && err[0], "failed open left a reader or no reason");
         fuzz_note("checkpoint: %s", err);

@@ -2,7 +2,9 @@
  * input file named on the command line (a directory stands for the files in
  * it, in name order), for builds without libFuzzer: ctest replays the
  * corpora this way, and a crash file from deploy/fuzz.sh reproduces under gdb
- * or valgrind with it. Exits 0 after the last input; a finding aborts before.
+ * or valgrind with it. Every input gets every check, also those a fuzzing run
+ * leaves to a fraction of its inputs (fuzz_thorough in fuzz_util.h).
+ * Exits 0 after the last input; a finding aborts before.
  * Exits 1 when an argument cannot be read or names no input at all. */
 #include <dirent.h>
 #include <errno.h>
@@ -106,6 +108,7 @@ static int run_dir(const char *dir, int *count) {
 }
 
 int main(int argc, char **argv) {
+    fuzz_set_thorough(); /* a replay does every check on every input */
     int count = 0;
     for (int i = 1; i < argc; i++) {
         struct stat st;
