@@ -264,9 +264,13 @@ static void train(Worker *wk) {
         loss_window += loss;
         window_steps++;
         if (wk->metrics) {
-            fprintf(wk->metrics, "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"images_per_s\": %.2f}\n",
+            /* The phase times (worker 0's) let deploy/bench.sh split a step into
+             * compute and waiting on the servers and the allreduce. */
+            fprintf(wk->metrics, "{\"step\": %lld, \"epoch\": %lld, \"loss\": %.9g, \"lr\": %.9g, \"images_per_s\": %.2f, "
+                    "\"time_s\": {\"data\": %.5f, \"forward\": %.5f, \"servers\": %.5f, \"backward\": %.5f, "
+                    "\"allreduce\": %.5f, \"sgd\": %.5f}}\n",
                     (long long)(step + 1), (long long)loader_epoch_of(wk->loader, step), loss, lr,
-                    (double)global_batch / (t6 - t0));
+                    (double)global_batch / (t6 - t0), t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5);
             fflush(wk->metrics);
         }
         int64_t done = step + 1;
