@@ -28,6 +28,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "classifier.h"
 #include "margin.h"
 #include "rng.h"
@@ -37,22 +38,6 @@
 #define MAX_REPS 20
 
 static int json_output;
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Repetitions after one warm-up that took t seconds: at least 3 (2 when a
  * run takes more than 4 s) and about 2 s in all. */
@@ -69,17 +54,17 @@ typedef struct {
 /* One server step; the phases' times into *t. */
 static void step(ClassifierShard *c, float *dx, float *loss, SoftmaxStats *comb, const float *x,
                  const int64_t *labels, int64_t s, const Margin *m, StepTimes *t) {
-    const double t0 = now();
+    const double t0 = bench_now();
     classifier_select(c, labels, N_BATCH, s);
-    const double t1 = now();
+    const double t1 = bench_now();
     classifier_forward(c, x, labels, N_BATCH, m);
     memcpy(comb, c->stats, sizeof(SoftmaxStats) * N_BATCH);
-    const double t2 = now();
+    const double t2 = bench_now();
     classifier_backward(c, dx, comb, labels, m);
     margin_loss(loss, comb, N_BATCH);
-    const double t3 = now();
+    const double t3 = bench_now();
     classifier_sgd_step(c, 0.1f, 0.9f, 5e-4f);
-    const double t4 = now();
+    const double t4 = bench_now();
     *t = (StepTimes){t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0};
 }
 
@@ -128,15 +113,15 @@ static void sgemms(const GemmBuffers *g, int K) {
 
 /* Median time of sgemms(K) after one warm-up call. */
 static double time_sgemms(const GemmBuffers *g, int K) {
-    double t[MAX_REPS], t0 = now();
+    double t[MAX_REPS], t0 = bench_now();
     sgemms(g, K);
-    const int reps = reps_for(now() - t0);
+    const int reps = reps_for(bench_now() - t0);
     for (int r = 0; r < reps; r++) {
-        t0 = now();
+        t0 = bench_now();
         sgemms(g, K);
-        t[r] = now() - t0;
+        t[r] = bench_now() - t0;
     }
-    return median(t, reps);
+    return bench_median(t, reps);
 }
 
 /* The shard's step times for one thread count and sample rate. */
@@ -150,13 +135,13 @@ typedef struct {
 static void bench_rows(int64_t rows, const int *threads, int n_threads) {
     ClassifierShard c;
     char err[256];
-    double t0 = now();
+    double t0 = bench_now();
     if (classifier_create(&c, 0, rows, DIM, N_BATCH, 1, err, sizeof err) != 0) {
         fprintf(stderr, "bench_classifier: %s\n", err);
         exit(1);
     }
     const double gib = ((double)rows * DIM * 2 + (double)rows * N_BATCH) * 4 / (1 << 30);
-    const double create_s = now() - t0;
+    const double create_s = bench_now() - t0;
     if (!json_output) printf("# %lld rows: shard created in %.1f s (%.2f GiB)\n", (long long)rows, create_s, gib);
     fflush(stdout);
     float *x = malloc(sizeof(float) * N_BATCH * DIM), *dx = malloc(sizeof(float) * N_BATCH * DIM);
@@ -192,7 +177,7 @@ static void bench_rows(int64_t rows, const int *threads, int n_threads) {
                 v[0][r] = all[r].select, v[1][r] = all[r].forward, v[2][r] = all[r].backward;
                 v[3][r] = all[r].sgd, v[4][r] = all[r].total;
             }
-            for (int k = 0; k < 5; k++) sr->med[k] = median(v[k], sr->reps);
+            for (int k = 0; k < 5; k++) sr->med[k] = bench_median(v[k], sr->reps);
             sr->K = (int)c.n_keep;
             if (sr->K > max_k) max_k = sr->K;
         }

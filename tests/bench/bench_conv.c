@@ -9,14 +9,9 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "layers.h"
 #include "rng.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static float *filled(size_t n, uint64_t seed) {
     float *p = malloc(sizeof(float) * (n ? n : 1));
@@ -32,10 +27,10 @@ static float *filled(size_t n, uint64_t seed) {
 static double sgemm_time(int OC, int cols, int CKK, const float *w, const float *b, float *c) {
     double best = 1e30;
     for (int r = 0; r < 3; r++) {
-        const double t0 = now();
+        const double t0 = bench_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, cols, CKK, 1.0f, w, CKK, b, cols,
                     0.0f, c, cols);
-        const double t = now() - t0;
+        const double t = bench_now() - t0;
         if (t < best) best = t;
     }
     return best;
@@ -51,11 +46,11 @@ static void bench(int N, int C, int HW, int OC, int K, int stride) {
     conv2d_forward(out, inp, w, N, &s, ws); /* warm-up */
     double fwd = 1e30, bwd = 1e30;
     for (int r = 0; r < 3; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         conv2d_forward(out, inp, w, N, &s, ws);
-        const double t1 = now();
+        const double t1 = bench_now();
         conv2d_backward(dinp, dw, dout, inp, w, N, &s, ws);
-        const double t2 = now();
+        const double t2 = bench_now();
         if (t1 - t0 < fwd) fwd = t1 - t0;
         if (t2 - t1 < bwd) bwd = t2 - t1;
     }

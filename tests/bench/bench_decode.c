@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "decode.h"
 #include "image.h"
 
@@ -25,12 +26,6 @@ typedef struct {
     size_t *len;
     int n;
 } FileSet;
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Reads up to limit .jpg files from root/<identity>/ into memory. */
 static int load_set(FileSet *set, const char *root, int limit) {
@@ -82,26 +77,26 @@ static int bench(const char *name, const FileSet *set, int n, float crop) {
         return -1;
     }
     int w = img.width, h = img.height;
-    double t0 = now();
+    double t0 = bench_now();
     for (int i = 0; i < n; i++) {
         int k = i % set->n;
-        double a = now();
+        double a = bench_now();
         if (decode_image(set->data[k], set->len[k], &img, err, sizeof err) != 0) {
             fprintf(stderr, "bench_decode: %s image %d: %s\n", name, k, err);
             decode_image_free(&img);
             return -1;
         }
-        double b = now();
+        double b = bench_now();
         resize_to_face(rgb, &img, crop);
-        double c = now();
+        double c = bench_now();
         image_to_tensor(tensor, rgb, i & 1);
-        double d = now();
+        double d = bench_now();
         t_decode += b - a;
         t_resize += c - b;
         t_tensor += d - c;
         checksum += tensor[i % (3 * IMAGE_SIZE * IMAGE_SIZE)];
     }
-    double total = now() - t0;
+    double total = bench_now() - t0;
     printf("%-6s %dx%d JPEG, crop %g: %d images (%d distinct) in %.2f s: %.0f images/s per thread "
            "(decode %.3f ms, resize %.3f ms, to tensor %.3f ms per image) [checksum %.3f]\n",
            name, w, h, crop, n, set->n, total, n / total, 1e3 * t_decode / n, 1e3 * t_resize / n,

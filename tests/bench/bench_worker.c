@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "classifier.h"
 #include "iresnet.h"
 #include "margin.h"
@@ -35,24 +36,6 @@ typedef struct {
     int depth, width, embedding, batch, threads, steps, warmup, forward_steps;
     long classes;
 } Options;
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(const double *v, int n) {
-    double s[MAX_STEPS];
-    memcpy(s, v, sizeof(double) * (size_t)n);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-}
 
 static void usage_error(const char *what, const char *value) {
     fprintf(stderr, "bench_worker: %s '%s' (see the usage at the top of tests/bench/bench_worker.c)\n",
@@ -140,20 +123,20 @@ int main(int argc, char **argv) {
     enum { FORWARD, HEAD, BACKWARD, UPDATE, PHASES };
     double step_s[MAX_STEPS], phase_s[PHASES][MAX_STEPS], mean_loss = 0;
     for (int s = 0; s < o.warmup + o.steps; s++) {
-        const double t0 = now();
+        const double t0 = bench_now();
         const float *emb = iresnet_forward(net, images, o.batch, 1, (uint64_t)s, 0);
-        const double t1 = now();
+        const double t1 = bench_now();
         classifier_forward(&head, emb, labels, o.batch, &arcface);
         memcpy(combined, head.stats, sizeof(SoftmaxStats) * (size_t)o.batch);
         classifier_backward(&head, dembedding, combined, labels, &arcface);
         margin_loss(loss, combined, o.batch);
-        const double t2 = now();
+        const double t2 = bench_now();
         paramset_zero_grad(&net->params);
         iresnet_backward(net, dembedding, NULL, NULL);
-        const double t3 = now();
+        const double t3 = bench_now();
         sgd_step(&net->params, 0.1f, 0.9f, 5e-4f);
         classifier_sgd_step(&head, 0.1f, 0.9f, 5e-4f);
-        const double t4 = now();
+        const double t4 = bench_now();
         if (s < o.warmup) continue;
         const int k = s - o.warmup;
         step_s[k] = t4 - t0;
@@ -164,12 +147,12 @@ int main(int argc, char **argv) {
     double forward_s[MAX_STEPS];
     (void)iresnet_forward(net, images, o.batch, 0, 0, 0); /* warm-up of the inference path */
     for (int s = 0; s < o.forward_steps; s++) {
-        const double t0 = now();
+        const double t0 = bench_now();
         (void)iresnet_forward(net, images, o.batch, 0, 0, 0);
-        forward_s[s] = now() - t0;
+        forward_s[s] = bench_now() - t0;
     }
 
-    const double train_med = median(step_s, o.steps), fwd_med = median(forward_s, o.forward_steps);
+    const double train_med = bench_median(step_s, o.steps), fwd_med = bench_median(forward_s, o.forward_steps);
     const double flops = iresnet_forward_flops(net);
     printf("{\"impl\": \"arcface-c\", \"openblas_core\": \"%s\", \"model\": \"r%d\", \"width\": %d, "
            "\"embedding\": %d, \"batch\": %d, \"classes\": %ld, \"threads\": %d, "
@@ -179,9 +162,9 @@ int main(int argc, char **argv) {
            "\"mean_loss\": %.4f, \"peak_rss_mib\": %.0f",
            openblas_get_corename(), o.depth, o.width, o.embedding, o.batch, o.classes, o.threads,
            o.batch / train_med, o.batch / fwd_med, 3 * flops * o.batch / train_med * 1e-9,
-           flops * o.batch / fwd_med * 1e-9, flops * 1e-9, median(phase_s[FORWARD], o.steps),
-           median(phase_s[HEAD], o.steps), median(phase_s[BACKWARD], o.steps),
-           median(phase_s[UPDATE], o.steps), mean_loss, peak_rss_kib() / 1024.0);
+           flops * o.batch / fwd_med * 1e-9, flops * 1e-9, bench_median(phase_s[FORWARD], o.steps),
+           bench_median(phase_s[HEAD], o.steps), bench_median(phase_s[BACKWARD], o.steps),
+           bench_median(phase_s[UPDATE], o.steps), mean_loss, peak_rss_kib() / 1024.0);
     print_times("train_step_s", step_s, o.steps);
     print_times("forward_s", forward_s, o.forward_steps);
     printf("}\n");
