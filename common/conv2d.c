@@ -137,6 +137,12 @@ static void scatter_images(float *restrict img, size_t img_stride, const float *
                    sizeof(float) * OHW);
 }
 
+/* col (C*K*K, nb*OH*OW) = im2col of the nb images from inp, in_size floats apart. */
+static void im2col_images(float *col, const float *inp, size_t in_size, int nb, const Conv2dShape *s) {
+    const size_t OHW = (size_t)s->OH * s->OW;
+    for (int j = 0; j < nb; j++) im2col(col + j * OHW, nb * OHW, inp + j * in_size, s);
+}
+
 void conv2d_forward(float *out, const float *inp, const float *weight, int N, const Conv2dShape *s,
                     float *workspace) {
     const int CKK = s->C * s->K * s->K, OHW = s->OH * s->OW;
@@ -152,15 +158,12 @@ void conv2d_forward(float *out, const float *inp, const float *weight, int N, co
     for (int n0 = 0; n0 < N; n0 += per_gemm) {
         const int nb = N - n0 < per_gemm ? N - n0 : per_gemm, cols = nb * OHW;
         float *col = workspace, *block = workspace + (size_t)CKK * cols;
-        for (int j = 0; j < nb; j++) im2col(col + (size_t)j * OHW, (size_t)cols, inp + (n0 + j) * in_size, s);
-        if (nb == 1) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->OC, OHW, CKK, 1.0f, weight, CKK,
-                        col, OHW, 0.0f, out + n0 * out_size, OHW);
-            continue;
-        }
+        im2col_images(col, inp + n0 * in_size, in_size, nb, s);
+        /* One image's (OC, OH*OW) result is already laid out as its output. */
+        float *result = nb == 1 ? out + n0 * out_size : block;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->OC, cols, CKK, 1.0f, weight, CKK, col,
-                    cols, 0.0f, block, cols);
-        scatter_images(out + n0 * out_size, out_size, block, nb, s->OC, OHW);
+                    cols, 0.0f, result, cols);
+        if (nb > 1) scatter_images(out + n0 * out_size, out_size, block, nb, s->OC, OHW);
     }
 }
 
@@ -190,8 +193,7 @@ void conv2d_backward(float *dinp, float *dweight, const float *dout, const float
             dout_block = block;
         }
         if (dweight) {
-            for (int j = 0; j < nb; j++)
-                im2col(col + (size_t)j * OHW, (size_t)cols, inp + (n0 + j) * in_size, s);
+            im2col_images(col, inp + n0 * in_size, in_size, nb, s);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->OC, CKK, cols, 1.0f, dout_block,
                         cols, col, cols, 1.0f, dweight, CKK);
         }
