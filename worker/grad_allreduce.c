@@ -63,6 +63,14 @@ static void *communicate(void *arg) {
     return NULL;
 }
 
+/* The i-th place iresnet_backward reports from: the head's start, then each
+ * block's from the last, then 0 after the stem (i = n_blocks + 1). */
+static size_t report_point(const IResNet *net, int i) {
+    if (i == 0) return net->head_param_start;
+    if (i <= net->n_blocks) return net->blocks[net->n_blocks - i].param_start;
+    return 0;
+}
+
 GradAllreduce *grad_allreduce_create(const Job *job, IResNet *net, size_t bucket_floats) {
     GradAllreduce *g = calloc(1, sizeof *g);
     CHECK(g != NULL, "out of memory");
@@ -71,11 +79,10 @@ GradAllreduce *grad_allreduce_create(const Job *job, IResNet *net, size_t bucket
     g->n = net->params.n_params;
     g->bucket_lo = calloc((size_t)net->n_blocks + 2, sizeof *g->bucket_lo);
     CHECK(g->bucket_lo != NULL, "out of memory");
-    /* The report points, from the end: the head's start, each block's, 0.
-     * A bucket closes at the first point at least bucket_floats below its top. */
+    /* A bucket closes at the first report point at least bucket_floats below its top. */
     size_t top = g->n;
-    for (int i = -1; i <= net->n_blocks; i++) {
-        const size_t point = i < 0 ? net->head_param_start : i < net->n_blocks ? net->blocks[net->n_blocks - 1 - i].param_start : 0;
+    for (int i = 0; i <= net->n_blocks + 1; i++) {
+        const size_t point = report_point(net, i);
         if (point == 0 || top - point >= bucket_floats) {
             g->bucket_lo[g->n_buckets++] = point;
             top = point;
