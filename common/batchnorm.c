@@ -4,11 +4,13 @@
  * Per-channel sums run in double: a group holds up to group*HW values (32*112*112 = 400k
  * in the stem) and float sums of that length lose digits the gradient checks can see.
  * Each sum keeps 8 independent lanes so the compiler vectorises it without -ffast-math;
- * the elementwise loops run over the contiguous HW of one (sample, channel) row. */
+ * the elementwise loops run over the contiguous HW of one (sample, channel) row.
+ * Threads split the channels, so the bits do not depend on their number. */
 #include <math.h>
 
 #include "check.h"
 #include "layers.h"
+#include "parallel.h"
 
 #define LANES 8
 
@@ -59,41 +61,101 @@ static void sum_grad_row(const float *dy, const float *x, int n, double mean, do
     }
 }
 
+/* The arguments of one batch-norm call, for the per-channel bodies below: every
+ * channel's statistics and outputs depend on that channel alone, so the channels
+ * are what the threads split (parallel.h). */
+typedef struct {
+    float *out, *dinp, *dgamma, *dbeta;
+    float *save_mean, *save_invstd, *running_mean, *running_var; /* written (training forward) */
+    const float *mean, *invstd;                                  /* (groups, C) statistics read */
+    const float *eval_mean, *eval_var;                           /* running statistics read */
+    const float *inp, *dout, *gamma, *beta;
+    int N, C, HW, group;
+    float eps, momentum;
+} BnCall;
+
+/* y = (x - mean) * (gamma * invstd) + beta with the saved float statistics, so that
+ * batchnorm_apply recomputes exactly what the training forward wrote. */
+static void apply_channels(const BnCall *a, size_t c0, size_t c1) {
+    const int C = a->C, HW = a->HW;
+    for (int g = 0; g < a->N / a->group; g++) {
+        for (size_t c = c0; c < c1; c++) {
+            /* (x - mean) first: x*scale + shift would cancel when |mean| >> std. */
+            const float m = a->mean[(size_t)g * C + c];
+            const float scale = a->gamma[c] * a->invstd[(size_t)g * C + c], b = a->beta[c];
+            for (int n = g * a->group; n < (g + 1) * a->group; n++) {
+                const float *x = a->inp + ((size_t)n * C + c) * HW;
+                float *y = a->out + ((size_t)n * C + c) * HW;
+                for (int i = 0; i < HW; i++) y[i] = (x[i] - m) * scale + b;
+            }
+        }
+    }
+}
+
+static void forward_train_channels(void *ctx, size_t c0, size_t c1) {
+    const BnCall *a = ctx;
+    const int C = a->C, HW = a->HW;
+    const size_t M = (size_t)a->group * HW; /* values behind one channel's statistics */
+    for (int g = 0; g < a->N / a->group; g++) {
+        for (size_t c = c0; c < c1; c++) {
+            double sum = 0;
+            for (int n = g * a->group; n < (g + 1) * a->group; n++)
+                sum += sum_row(a->inp + ((size_t)n * C + c) * HW, HW);
+            const double mean = sum / (double)M;
+            double ssd = 0;
+            for (int n = g * a->group; n < (g + 1) * a->group; n++)
+                ssd += sum_sq_dev_row(a->inp + ((size_t)n * C + c) * HW, HW, mean);
+            const double var = ssd / (double)M;
+            a->save_mean[(size_t)g * C + c] = (float)mean;
+            a->save_invstd[(size_t)g * C + c] = (float)(1.0 / sqrt(var + a->eps));
+            a->running_mean[c] = (float)((1.0 - a->momentum) * a->running_mean[c] + a->momentum * mean);
+            a->running_var[c] = (float)((1.0 - a->momentum) * a->running_var[c] +
+                                        a->momentum * ssd / (double)(M - 1));
+        }
+    }
+    apply_channels(a, c0, c1);
+}
+
+static void check_groups(int N, int group) {
+    /* No '%' in a CHECK condition: the condition's text becomes part of the format string. */
+    CHECK(group > 0 && N / group * group == N, "batchnorm N=%d is not a multiple of group=%d", N,
+          group);
+}
+
 void batchnorm_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
                              float *running_var, const float *inp, const float *gamma,
                              const float *beta, int N, int C, int HW, int group, float eps,
                              float momentum) {
-    /* No '%' in a CHECK condition: the condition's text becomes part of the format string. */
-    CHECK(group > 0 && N / group * group == N, "batchnorm N=%d is not a multiple of group=%d", N,
-          group);
-    const size_t M = (size_t)group * HW; /* values behind one channel's statistics */
+    check_groups(N, group);
     /* PyTorch refuses this too: the unbiased variance of one value is undefined. */
-    CHECK(M > 1, "batchnorm needs more than one value per channel in training (group=%d HW=%d)",
-          group, HW);
-    for (int g = 0; g < N / group; g++) {
-        for (int c = 0; c < C; c++) {
-            double sum = 0;
-            for (int n = g * group; n < (g + 1) * group; n++)
-                sum += sum_row(inp + ((size_t)n * C + c) * HW, HW);
-            const double mean = sum / (double)M;
-            double ssd = 0;
-            for (int n = g * group; n < (g + 1) * group; n++)
-                ssd += sum_sq_dev_row(inp + ((size_t)n * C + c) * HW, HW, mean);
-            const double var = ssd / (double)M;
-            const double invstd = 1.0 / sqrt(var + eps);
-            save_mean[(size_t)g * C + c] = (float)mean;
-            save_invstd[(size_t)g * C + c] = (float)invstd;
-            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean);
-            running_var[c] =
-                (float)((1.0 - momentum) * running_var[c] + momentum * ssd / (double)(M - 1));
+    CHECK((size_t)group * HW > 1,
+          "batchnorm needs more than one value per channel in training (group=%d HW=%d)", group, HW);
+    BnCall a = {.out = out, .save_mean = save_mean, .save_invstd = save_invstd,
+                .mean = save_mean, .invstd = save_invstd, .running_mean = running_mean, .running_var = running_var, .inp = inp,
+                .gamma = gamma, .beta = beta, .N = N, .C = C, .HW = HW, .group = group,
+                .eps = eps, .momentum = momentum};
+    parallel_for((size_t)C, parallel_grain((size_t)N * HW), forward_train_channels, &a);
+}
 
-            const float m = (float)mean, scale = (float)(gamma[c] * invstd), b = beta[c];
-            for (int n = g * group; n < (g + 1) * group; n++) {
-                const float *x = inp + ((size_t)n * C + c) * HW;
-                float *y = out + ((size_t)n * C + c) * HW;
-                /* (x - mean) first: x*scale + shift would cancel when |mean| >> std. */
-                for (int i = 0; i < HW; i++) y[i] = (x[i] - m) * scale + b;
-            }
+static void apply_body(void *ctx, size_t c0, size_t c1) { apply_channels(ctx, c0, c1); }
+
+void batchnorm_apply(float *out, const float *inp, const float *gamma, const float *beta,
+                     const float *save_mean, const float *save_invstd, int N, int C, int HW,
+                     int group) {
+    check_groups(N, group);
+    BnCall a = {.out = out, .mean = save_mean, .invstd = save_invstd, .inp = inp, .gamma = gamma, .beta = beta, .N = N, .C = C, .HW = HW, .group = group};
+    parallel_for((size_t)C, parallel_grain((size_t)N * HW), apply_body, &a);
+}
+
+static void forward_eval_channels(void *ctx, size_t c0, size_t c1) {
+    const BnCall *a = ctx;
+    for (size_t c = c0; c < c1; c++) {
+        const float m = a->eval_mean[c], b = a->beta[c];
+        const float scale = (float)(a->gamma[c] / sqrt((double)a->eval_var[c] + a->eps));
+        for (int n = 0; n < a->N; n++) {
+            const float *x = a->inp + ((size_t)n * a->C + c) * a->HW;
+            float *y = a->out + ((size_t)n * a->C + c) * a->HW;
+            for (int i = 0; i < a->HW; i++) y[i] = (x[i] - m) * scale + b;
         }
     }
 }
@@ -101,50 +163,53 @@ void batchnorm_forward_train(float *out, float *save_mean, float *save_invstd, f
 void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, int N, int C,
                             int HW, float eps) {
-    for (int n = 0; n < N; n++) {
-        for (int c = 0; c < C; c++) {
-            const float m = running_mean[c], b = beta[c];
-            const float scale = (float)(gamma[c] / sqrt((double)running_var[c] + eps));
-            const float *x = inp + ((size_t)n * C + c) * HW;
-            float *y = out + ((size_t)n * C + c) * HW;
-            for (int i = 0; i < HW; i++) y[i] = (x[i] - m) * scale + b;
-        }
-    }
+    BnCall a = {.out = out, .inp = inp, .gamma = gamma, .beta = beta,
+                .eval_mean = running_mean, .eval_var = running_var,
+                .N = N, .C = C, .HW = HW, .eps = eps};
+    parallel_for((size_t)C, parallel_grain((size_t)N * HW), forward_eval_channels, &a);
 }
 
 /* With xhat = (x - mean) * invstd and y = gamma * xhat + beta over the M values of a group:
  *   dbeta  = sum dy,  dgamma = sum dy * xhat,
  *   dx     = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)),
  * the last two terms coming from mean and variance depending on every x of the group. */
-void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                        const float *inp, const float *gamma, const float *save_mean,
-                        const float *save_invstd, int N, int C, int HW, int group) {
-    CHECK(group > 0 && N / group * group == N, "batchnorm N=%d is not a multiple of group=%d", N,
-          group);
-    const double M = (double)group * HW;
-    for (int g = 0; g < N / group; g++) {
-        for (int c = 0; c < C; c++) {
-            const float mean = save_mean[(size_t)g * C + c];
-            const double invstd = save_invstd[(size_t)g * C + c];
+static void backward_channels(void *ctx, size_t c0, size_t c1) {
+    const BnCall *a = ctx;
+    const int C = a->C, HW = a->HW;
+    const double M = (double)a->group * HW;
+    for (int g = 0; g < a->N / a->group; g++) {
+        for (size_t c = c0; c < c1; c++) {
+            const float mean = a->mean[(size_t)g * C + c];
+            const double invstd = a->invstd[(size_t)g * C + c];
             double sum_dy = 0, sum_dyxc = 0;
-            for (int n = g * group; n < (g + 1) * group; n++) {
+            for (int n = g * a->group; n < (g + 1) * a->group; n++) {
                 size_t off = ((size_t)n * C + c) * HW;
-                sum_grad_row(dout + off, inp + off, HW, mean, &sum_dy, &sum_dyxc);
+                sum_grad_row(a->dout + off, a->inp + off, HW, mean, &sum_dy, &sum_dyxc);
             }
-            if (dbeta) dbeta[c] += (float)sum_dy;
-            if (dgamma) dgamma[c] += (float)(sum_dyxc * invstd);
-            if (!dinp) continue;
+            if (a->dbeta) a->dbeta[c] += (float)sum_dy;
+            if (a->dgamma) a->dgamma[c] += (float)(sum_dyxc * invstd);
+            if (!a->dinp) continue;
 
             /* dx = k * (dy - mean(dy) - (x - mean) * q) with q = invstd^2 * mean(dy*(x-mean)). */
-            const float k = (float)(gamma[c] * invstd);
+            const float k = (float)(a->gamma[c] * invstd);
             const float mdy = (float)(sum_dy / M);
             const float q = (float)(invstd * invstd * sum_dyxc / M);
-            for (int n = g * group; n < (g + 1) * group; n++) {
+            for (int n = g * a->group; n < (g + 1) * a->group; n++) {
                 size_t off = ((size_t)n * C + c) * HW;
-                const float *dy = dout + off, *x = inp + off;
-                float *dx = dinp + off;
+                const float *dy = a->dout + off, *x = a->inp + off;
+                float *dx = a->dinp + off;
                 for (int i = 0; i < HW; i++) dx[i] += k * (dy[i] - mdy - (x[i] - mean) * q);
             }
         }
     }
+}
+
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                        const float *inp, const float *gamma, const float *save_mean,
+                        const float *save_invstd, int N, int C, int HW, int group) {
+    check_groups(N, group);
+    BnCall a = {.dinp = dinp, .dgamma = dgamma, .dbeta = dbeta, .dout = dout, .inp = inp,
+                .gamma = gamma, .mean = save_mean, .invstd = save_invstd,
+                .N = N, .C = C, .HW = HW, .group = group};
+    parallel_for((size_t)C, parallel_grain((size_t)N * HW), backward_channels, &a);
 }

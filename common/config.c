@@ -159,7 +159,7 @@ static const ConfigKey KEYS[] = {
            "auto = continue from the newest complete checkpoint in output_dir when there is one"),
     K_INT64(stop_at_step, "0", 0, INT64_C(1000000000000),
             "stop after this many steps with a checkpoint (the schedule still runs to steps); 0 = run to the end"),
-    K_INT(threads, "0", 0, 1024, 0, "OpenBLAS threads per process; 0 = library default"),
+    K_INT(threads, "0", 0, 1024, 0, "compute threads per process (SGEMMs and every layer); 0 = OPENBLAS_NUM_THREADS, else one per CPU"),
     /* distribution */
     K_STRING(interface, "",
              "IPv4 address or interface name (eth0) the servers bind; empty = the environment variable "

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "parallel.h"
 #include "rng.h"
 
 int iresnet_stage_blocks(int depth, int blocks[4]) {
@@ -223,11 +224,9 @@ IResNet *iresnet_create(int depth, int width, int embedding_size, float dropout,
     bind_bn(&net->stem_bn, net, 0);
     bind_prelu(&net->stem_prelu, p);
     net->stem_conv_out = activation(net, (size_t)width * S * S);
-    net->stem_bn_out = activation(net, (size_t)width * S * S);
     net->stem_out = activation(net, (size_t)width * S * S);
     for (b = 0; b < net->n_blocks; b++) {
         IBasicBlock *blk = &net->blocks[b];
-        size_t in_size = (size_t)blk->in_c * blk->in_hw * blk->in_hw;
         size_t mid_size = (size_t)blk->out_c * blk->in_hw * blk->in_hw;
         size_t out_size = (size_t)blk->out_c * blk->out_hw * blk->out_hw;
         bind_bn(&blk->bn1, net, 0);
@@ -238,19 +237,15 @@ IResNet *iresnet_create(int depth, int width, int embedding_size, float dropout,
         bind_conv(&blk->conv2, p);
         init_conv(&blk->conv2, net, tensor_index(p, blk->conv2.offset));
         bind_bn(&blk->bn3, net, 0);
-        blk->bn1_out = activation(net, in_size);
         blk->conv1_out = activation(net, mid_size);
         blk->bn2_out = activation(net, mid_size);
-        blk->prelu_out = activation(net, mid_size);
         blk->conv2_out = activation(net, out_size);
-        blk->bn3_out = activation(net, out_size);
         blk->out = activation(net, out_size);
         if (blk->has_shortcut) {
             bind_conv(&blk->short_conv, p);
             init_conv(&blk->short_conv, net, tensor_index(p, blk->short_conv.offset));
             bind_bn(&blk->short_bn, net, 0);
             blk->short_conv_out = activation(net, out_size);
-            blk->short_bn_out = activation(net, out_size);
         }
     }
     bind_bn(&net->head_bn, net, 0);
@@ -279,24 +274,19 @@ void iresnet_destroy(IResNet **pnet) {
     if (!net) return;
     free_bn(&net->stem_bn);
     free(net->stem_conv_out);
-    free(net->stem_bn_out);
     free(net->stem_out);
     for (int b = 0; b < net->n_blocks; b++) {
         IBasicBlock *blk = &net->blocks[b];
         free_bn(&blk->bn1);
         free_bn(&blk->bn2);
         free_bn(&blk->bn3);
-        free(blk->bn1_out);
         free(blk->conv1_out);
         free(blk->bn2_out);
-        free(blk->prelu_out);
         free(blk->conv2_out);
-        free(blk->bn3_out);
         free(blk->out);
         if (blk->has_shortcut) {
             free_bn(&blk->short_bn);
             free(blk->short_conv_out);
-            free(blk->short_bn_out);
         }
     }
     free(net->blocks);
@@ -338,21 +328,28 @@ static void bn_forward(const IResNet *net, BatchNorm *bn, float *out, const floa
                                N, bn->C, bn->HW, net->bn_eps);
 }
 
+/* The activations the backward recomputes instead of keeping (iresnet.h) go
+ * through one scratch buffer, each dead before the next is written. */
 void iresnet_block_forward(IResNet *net, IBasicBlock *blk, const float *in, int N) {
+    float *scratch = net->grad_tmp[0];
     blk->in = in;
-    bn_forward(net, &blk->bn1, blk->bn1_out, in, N);
-    conv2d_forward(blk->conv1_out, blk->bn1_out, blk->conv1.weight, N, &blk->conv1.shape, net->workspace);
+    float *bn1_out = scratch;
+    bn_forward(net, &blk->bn1, bn1_out, in, N);
+    conv2d_forward(blk->conv1_out, bn1_out, blk->conv1.weight, N, &blk->conv1.shape, net->workspace);
     bn_forward(net, &blk->bn2, blk->bn2_out, blk->conv1_out, N);
-    prelu_forward(blk->prelu_out, blk->bn2_out, blk->prelu.alpha, N, blk->prelu.C, blk->prelu.HW);
-    conv2d_forward(blk->conv2_out, blk->prelu_out, blk->conv2.weight, N, &blk->conv2.shape, net->workspace);
-    bn_forward(net, &blk->bn3, blk->bn3_out, blk->conv2_out, N);
+    float *prelu_out = scratch;
+    prelu_forward(prelu_out, blk->bn2_out, blk->prelu.alpha, N, blk->prelu.C, blk->prelu.HW);
+    conv2d_forward(blk->conv2_out, prelu_out, blk->conv2.weight, N, &blk->conv2.shape, net->workspace);
+    bn_forward(net, &blk->bn3, blk->out, blk->conv2_out, N);
     const float *identity = in;
     if (blk->has_shortcut) {
         conv2d_forward(blk->short_conv_out, in, blk->short_conv.weight, N, &blk->short_conv.shape, net->workspace);
-        bn_forward(net, &blk->short_bn, blk->short_bn_out, blk->short_conv_out, N);
-        identity = blk->short_bn_out;
+        float *short_bn_out = scratch;
+        bn_forward(net, &blk->short_bn, short_bn_out, blk->short_conv_out, N);
+        identity = short_bn_out;
     }
-    add_forward(blk->out, blk->bn3_out, identity, (size_t)N * blk->out_c * blk->out_hw * blk->out_hw);
+    /* out = bn3's output + identity, in place. */
+    add_forward(blk->out, blk->out, identity, (size_t)N * blk->out_c * blk->out_hw * blk->out_hw);
 }
 
 /* The input of the embedding FC: the dropout output when dropout is active. */
@@ -370,8 +367,9 @@ const float *iresnet_forward(IResNet *net, const float *images, int N, int train
     net->last_training = training;
     const int S = IRESNET_INPUT;
     conv2d_forward(net->stem_conv_out, images, net->stem_conv.weight, N, &net->stem_conv.shape, net->workspace);
-    bn_forward(net, &net->stem_bn, net->stem_bn_out, net->stem_conv_out, N);
-    prelu_forward(net->stem_out, net->stem_bn_out, net->stem_prelu.alpha, N, net->width, S * S);
+    float *stem_bn_out = net->grad_tmp[0]; /* recomputed by the backward */
+    bn_forward(net, &net->stem_bn, stem_bn_out, net->stem_conv_out, N);
+    prelu_forward(net->stem_out, stem_bn_out, net->stem_prelu.alpha, N, net->width, S * S);
     const float *x = net->stem_out;
     for (int b = 0; b < net->n_blocks; b++) {
         iresnet_block_forward(net, &net->blocks[b], x, N);
@@ -390,7 +388,7 @@ const float *iresnet_forward(IResNet *net, const float *images, int N, int train
 /* ---- backward ---- */
 
 static float *zeroed(float *buf, size_t n) {
-    memset(buf, 0, n * sizeof(float));
+    parallel_zero(buf, n);
     return buf;
 }
 
@@ -400,25 +398,36 @@ static void bn_backward(const IResNet *net, const BatchNorm *bn, float *dinp, co
                        bn->save_invstd, N, bn->C, bn->HW, group_of(net, N));
 }
 
+/* bn's training-forward output for inp, recomputed bit for bit from the saved statistics. */
+static void bn_recompute(const IResNet *net, const BatchNorm *bn, float *out, const float *inp, int N) {
+    batchnorm_apply(out, inp, bn->gamma, bn->beta, bn->save_mean, bn->save_invstd, N, bn->C,
+                    bn->HW, group_of(net, N));
+}
+
 void iresnet_block_backward(IResNet *net, IBasicBlock *blk, const float *dout, float *dx, int N) {
     size_t in_size = (size_t)N * blk->in_c * blk->in_hw * blk->in_hw;
     size_t mid_size = (size_t)N * blk->out_c * blk->in_hw * blk->in_hw;
     size_t out_size = (size_t)N * blk->out_c * blk->out_hw * blk->out_hw;
     float **tmp = net->grad_tmp;
     zeroed(dx, in_size);
-    /* The residual add passes dout unchanged to both branches. */
+    /* The residual add passes dout unchanged to both branches. The PReLU and bn1
+     * outputs the forward did not keep are recomputed into tmp[2] when it is free. */
     float *d_conv2_out = zeroed(tmp[0], out_size);
     bn_backward(net, &blk->bn3, d_conv2_out, dout, blk->conv2_out, N);
+    float *prelu_out = tmp[2];
+    prelu_forward(prelu_out, blk->bn2_out, blk->prelu.alpha, N, blk->prelu.C, blk->prelu.HW);
     float *d_prelu_out = zeroed(tmp[1], mid_size);
-    conv2d_backward(d_prelu_out, blk->conv2.dweight, d_conv2_out, blk->prelu_out, blk->conv2.weight,
+    conv2d_backward(d_prelu_out, blk->conv2.dweight, d_conv2_out, prelu_out, blk->conv2.weight,
                     N, &blk->conv2.shape, net->workspace);
     float *d_bn2_out = zeroed(tmp[2], mid_size);
     prelu_backward(d_bn2_out, blk->prelu.dalpha, d_prelu_out, blk->bn2_out, blk->prelu.alpha, N,
                    blk->prelu.C, blk->prelu.HW);
     float *d_conv1_out = zeroed(tmp[0], mid_size);
     bn_backward(net, &blk->bn2, d_conv1_out, d_bn2_out, blk->conv1_out, N);
+    float *bn1_out = tmp[2];
+    bn_recompute(net, &blk->bn1, bn1_out, blk->in, N);
     float *d_bn1_out = zeroed(tmp[1], in_size);
-    conv2d_backward(d_bn1_out, blk->conv1.dweight, d_conv1_out, blk->bn1_out, blk->conv1.weight, N,
+    conv2d_backward(d_bn1_out, blk->conv1.dweight, d_conv1_out, bn1_out, blk->conv1.weight, N,
                     &blk->conv1.shape, net->workspace);
     bn_backward(net, &blk->bn1, dx, d_bn1_out, blk->in, N);
     if (blk->has_shortcut) {
@@ -458,8 +467,10 @@ void iresnet_backward(IResNet *net, const float *dembedding, IResNetGradsFinal g
         if (grads_final) grads_final(ctx, net->blocks[b].param_start);
     }
     size_t stem_size = (size_t)N * net->width * S * S;
+    float *stem_bn_out = tmp[1];
+    bn_recompute(net, &net->stem_bn, stem_bn_out, net->stem_conv_out, N);
     float *d_stem_bn_out = zeroed(tmp[0], stem_size);
-    prelu_backward(d_stem_bn_out, net->stem_prelu.dalpha, net->grad_trunk[cur], net->stem_bn_out,
+    prelu_backward(d_stem_bn_out, net->stem_prelu.dalpha, net->grad_trunk[cur], stem_bn_out,
                    net->stem_prelu.alpha, N, net->width, S * S);
     float *d_stem_conv_out = zeroed(tmp[1], stem_size);
     bn_backward(net, &net->stem_bn, d_stem_conv_out, d_stem_bn_out, net->stem_conv_out, N);

@@ -11,7 +11,18 @@
  *
  * w = 64 and E = 512 are insightface's; smaller widths make quick demos.
  * Every activation, gradient and workspace buffer is allocated once by
- * iresnet_create for max_batch images and reused by every step. */
+ * iresnet_create for max_batch images and reused by every step.
+ *
+ * Memory: the training forward does not keep every activation. The outputs of
+ * a BN that feeds a convolution (each block's bn1, the stem's BN), of a block's
+ * PReLU, of bn3 and of the shortcut's BN are not stored: the forward writes
+ * them into the gradient scratch (grad_tmp, idle until the backward) or, for
+ * bn3, straight into the block output before the residual add, and the
+ * backward recomputes the two it reads (batchnorm_apply from the saved
+ * statistics, prelu_forward from the kept BN output) into gradient scratch
+ * that is free at that moment. The recomputed values are bit for bit the
+ * forward's. At IResNet-50, batch 32, the kept activations take 1.4 GiB
+ * instead of 2.4 GiB. */
 #ifndef ARCFACE_IRESNET_H
 #define ARCFACE_IRESNET_H
 
@@ -44,7 +55,8 @@ typedef struct {
     int C, HW;
 } PRelu;
 
-/* One IBasicBlock with the activations its backward needs. */
+/* One IBasicBlock with the activations its backward keeps (the others are
+ * recomputed, see the top of this file). */
 typedef struct {
     int in_c, out_c, in_hw, out_hw; /* channels, spatial sizes (square) */
     BatchNorm bn1, bn2, bn3;
@@ -54,10 +66,11 @@ typedef struct {
     size_t param_start; /* the block's parameters (and gradients) lie in [param_start, the next block's) */
     Conv short_conv;
     BatchNorm short_bn;
-    const float *in; /* the block input (the previous block's out), not owned */
-    float *bn1_out, *conv1_out, *bn2_out, *prelu_out, *conv2_out, *bn3_out;
-    float *short_conv_out, *short_bn_out;
-    float *out;
+    const float *in; /* the block input (the previous block's out), not owned;
+                        bn1's output is recomputed from it */
+    float *conv1_out, *bn2_out, *conv2_out; /* bn2_out also gives the PReLU output */
+    float *short_conv_out;                  /* shortcut blocks only */
+    float *out;                             /* bn3 + identity, the next block's input */
 } IBasicBlock;
 
 typedef struct {
@@ -74,7 +87,7 @@ typedef struct {
     Conv stem_conv;
     BatchNorm stem_bn;
     PRelu stem_prelu;
-    float *stem_conv_out, *stem_bn_out, *stem_out;
+    float *stem_conv_out, *stem_out; /* the stem BN's output is recomputed */
 
     IBasicBlock *blocks;
     int n_blocks;
@@ -94,7 +107,8 @@ typedef struct {
 
     float *workspace;      /* shared im2col buffer */
     float *grad_trunk[2];  /* gradient of block outputs, ping-pong */
-    float *grad_tmp[3];    /* gradients inside a block */
+    float *grad_tmp[3];    /* gradients inside a block; in the forward, where the
+                              activations that are not kept are written */
     size_t max_activation; /* floats of the largest activation of one image */
     double flops_per_image;
 } IResNet;
@@ -131,8 +145,12 @@ void iresnet_backward(IResNet *net, const float *dembedding, IResNetGradsFinal g
 
 /* One IBasicBlock on its own (the network's loop, exposed for gradient tests).
  * Forward reads in (N, in_c, in_hw, in_hw) and fills blk->out with the mode
- * (net->last_training) and bn_group of the network. Backward adds the block's
- * parameter gradients and overwrites dx (the input's shape) given dout. */
+ * (net->last_training) and bn_group of the network; it overwrites
+ * net->grad_tmp[0], so in must not be that buffer, and in must stay unchanged
+ * until the backward. Backward (after a training forward of the block, with
+ * the parameters unchanged since) adds the block's parameter gradients and
+ * overwrites dx (the input's shape) given dout; it uses all of grad_tmp, which
+ * dout and dx must not be. */
 void iresnet_block_forward(IResNet *net, IBasicBlock *blk, const float *in, int N);
 void iresnet_block_backward(IResNet *net, IBasicBlock *blk, const float *dout, float *dx, int N);
 

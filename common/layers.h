@@ -68,6 +68,13 @@ void batchnorm_forward_train(float *out, float *save_mean, float *save_invstd,
                              const float *gamma, const float *beta, int N, int C, int HW,
                              int group, float eps, float momentum);
 
+/* out = the training forward's output, recomputed from its save_mean/save_invstd
+ * (same group): bit for bit what batchnorm_forward_train wrote, so a backward pass
+ * can recompute a normalised activation instead of keeping it. */
+void batchnorm_apply(float *out, const float *inp, const float *gamma, const float *beta,
+                     const float *save_mean, const float *save_invstd, int N, int C, int HW,
+                     int group);
+
 /* Inference with the running statistics; running_* are not changed. */
 void batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, int N, int C,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "parallel.h"
 
 size_t paramset_add(ParamSet *p, const char *name, size_t count, int trainable) {
     CHECK(p->params == NULL, "paramset_add after paramset_alloc (%s)", name);
@@ -40,20 +41,31 @@ void paramset_free(ParamSet *p) {
     memset(p, 0, sizeof *p);
 }
 
-void paramset_zero_grad(ParamSet *p) { memset(p->grads, 0, p->n_params * sizeof(float)); }
+void paramset_zero_grad(ParamSet *p) { parallel_zero(p->grads, p->n_params); }
+
+typedef struct {
+    float *w, *v;
+    const float *g;
+    float lr, momentum, weight_decay;
+} SgdCall;
+
+static void sgd_range(void *ctx, size_t begin, size_t end) {
+    const SgdCall *a = ctx;
+    for (size_t i = begin; i < end; i++) {
+        float d = a->g[i] + a->weight_decay * a->w[i];
+        a->v[i] = a->momentum * a->v[i] + d;
+        a->w[i] -= a->lr * a->v[i];
+    }
+}
 
 void sgd_step(ParamSet *p, float lr, float momentum, float weight_decay) {
     for (int t = 0; t < p->n_tensors; t++) {
         const ParamTensor *pt = &p->tensors[t];
         if (!pt->trainable) continue;
-        float *w = p->params + pt->offset;
-        float *v = p->momentum + pt->offset;
-        const float *g = p->grads + pt->offset;
-        for (size_t i = 0; i < pt->count; i++) {
-            float d = g[i] + weight_decay * w[i];
-            v[i] = momentum * v[i] + d;
-            w[i] -= lr * v[i];
-        }
+        SgdCall a = {.w = p->params + pt->offset, .v = p->momentum + pt->offset,
+                     .g = p->grads + pt->offset, .lr = lr, .momentum = momentum,
+                     .weight_decay = weight_decay};
+        parallel_for(pt->count, parallel_grain(1), sgd_range, &a);
     }
 }
 

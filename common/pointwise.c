@@ -1,43 +1,60 @@
 /* pointwise.c -- elementwise layers: PReLU, ReLU, residual add, inverted dropout.
  *
  * Memory-bound loops written so the compiler vectorises them: selects instead of
- * branches, contiguous inner loops, restrict where an output never aliases an input. */
+ * branches, contiguous inner loops, restrict where an output never aliases an input;
+ * spread over the compute threads (parallel.h). */
 #include <string.h>
 
 #include "check.h"
 #include "layers.h"
+#include "parallel.h"
 #include "rng.h"
 
 #define LANES 8
 
-void prelu_forward(float *out, const float *inp, const float *alpha, int N, int C, int HW) {
-    for (int n = 0; n < N; n++) {
-        for (int c = 0; c < C; c++) {
-            const size_t off = ((size_t)n * C + c) * HW;
-            const float a = alpha[c];
+/* The arguments of one PReLU call; threads split the channels, so each slope's
+ * gradient is summed by one thread in sample order, whatever the thread count. */
+typedef struct {
+    float *out, *dinp, *dalpha;
+    const float *inp, *dout, *alpha;
+    int N, C, HW;
+} PreluCall;
+
+static void prelu_forward_channels(void *ctx, size_t c0, size_t c1) {
+    const PreluCall *p = ctx;
+    for (int n = 0; n < p->N; n++) {
+        for (size_t c = c0; c < c1; c++) {
+            const size_t off = ((size_t)n * p->C + c) * p->HW;
+            const float a = p->alpha[c];
             /* out may alias inp: each element is read before it is written. */
-            for (int i = 0; i < HW; i++) {
-                float v = inp[off + i];
-                out[off + i] = v > 0.0f ? v : a * v;
+            for (int i = 0; i < p->HW; i++) {
+                float v = p->inp[off + i];
+                p->out[off + i] = v > 0.0f ? v : a * v;
             }
         }
     }
 }
 
+void prelu_forward(float *out, const float *inp, const float *alpha, int N, int C, int HW) {
+    PreluCall p = {.out = out, .inp = inp, .alpha = alpha, .N = N, .C = C, .HW = HW};
+    parallel_for((size_t)C, parallel_grain((size_t)N * HW), prelu_forward_channels, &p);
+}
+
 /* The slope's gradient is sum over x <= 0 of dy * x (the same convention as PyTorch at
  * x == 0: that element takes the negative branch). */
-void prelu_backward(float *dinp, float *dalpha, const float *dout, const float *inp,
-                    const float *alpha, int N, int C, int HW) {
-    for (int n = 0; n < N; n++) {
-        for (int c = 0; c < C; c++) {
-            const size_t off = ((size_t)n * C + c) * HW;
-            const float *restrict x = inp + off, *restrict dy = dout + off;
-            const float a = alpha[c];
-            if (dinp) {
-                float *restrict dx = dinp + off;
+static void prelu_backward_channels(void *ctx, size_t c0, size_t c1) {
+    const PreluCall *p = ctx;
+    for (int n = 0; n < p->N; n++) {
+        for (size_t c = c0; c < c1; c++) {
+            const size_t off = ((size_t)n * p->C + c) * p->HW;
+            const float *restrict x = p->inp + off, *restrict dy = p->dout + off;
+            const float a = p->alpha[c];
+            const int HW = p->HW;
+            if (p->dinp) {
+                float *restrict dx = p->dinp + off;
                 for (int i = 0; i < HW; i++) dx[i] += x[i] > 0.0f ? dy[i] : a * dy[i];
             }
-            if (dalpha) {
+            if (p->dalpha) {
                 /* Lanes in double so a 112x112 plane sums without losing digits. */
                 double acc[LANES] = {0};
                 int i = 0;
@@ -47,30 +64,67 @@ void prelu_backward(float *dinp, float *dalpha, const float *dout, const float *
                 for (; i < HW; i++) acc[0] += x[i] > 0.0f ? 0.0f : x[i] * dy[i];
                 double s = 0;
                 for (int j = 0; j < LANES; j++) s += acc[j];
-                dalpha[c] += (float)s;
+                p->dalpha[c] += (float)s;
             }
         }
     }
 }
 
+void prelu_backward(float *dinp, float *dalpha, const float *dout, const float *inp,
+                    const float *alpha, int N, int C, int HW) {
+    PreluCall p = {.dinp = dinp, .dalpha = dalpha, .dout = dout, .inp = inp, .alpha = alpha,
+                   .N = N, .C = C, .HW = HW};
+    parallel_for((size_t)C, parallel_grain((size_t)N * HW), prelu_backward_channels, &p);
+}
+
+/* The arguments of an elementwise call over n floats; threads split the range. */
+typedef struct {
+    float *out, *out2;
+    const float *a, *b;
+} ElementsCall;
+
+static void relu_forward_range(void *ctx, size_t begin, size_t end) {
+    const ElementsCall *e = ctx;
+    for (size_t i = begin; i < end; i++) e->out[i] = e->a[i] > 0.0f ? e->a[i] : 0.0f;
+}
+
 void relu_forward(float *out, const float *inp, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+    ElementsCall e = {.out = out, .a = inp};
+    parallel_for(n, parallel_grain(1), relu_forward_range, &e);
+}
+
+static void relu_backward_range(void *ctx, size_t begin, size_t end) {
+    const ElementsCall *e = ctx;
+    for (size_t i = begin; i < end; i++) e->out[i] += e->b[i] > 0.0f ? e->a[i] : 0.0f;
 }
 
 /* out > 0 exactly where inp > 0, so relu's output may be passed as inp here. */
 void relu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
-    for (size_t i = 0; i < n; i++) dinp[i] += inp[i] > 0.0f ? dout[i] : 0.0f;
+    ElementsCall e = {.out = dinp, .a = dout, .b = inp};
+    parallel_for(n, parallel_grain(1), relu_backward_range, &e);
+}
+
+static void add_forward_range(void *ctx, size_t begin, size_t end) {
+    const ElementsCall *e = ctx;
+    for (size_t i = begin; i < end; i++) e->out[i] = e->a[i] + e->b[i];
 }
 
 void add_forward(float *out, const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    ElementsCall e = {.out = out, .a = a, .b = b};
+    parallel_for(n, parallel_grain(1), add_forward_range, &e);
+}
+
+static void add_backward_range(void *ctx, size_t begin, size_t end) {
+    const ElementsCall *e = ctx;
+    if (e->out)
+        for (size_t i = begin; i < end; i++) e->out[i] += e->a[i];
+    if (e->out2)
+        for (size_t i = begin; i < end; i++) e->out2[i] += e->a[i];
 }
 
 void add_backward(float *da, float *db, const float *dout, size_t n) {
-    if (da)
-        for (size_t i = 0; i < n; i++) da[i] += dout[i];
-    if (db)
-        for (size_t i = 0; i < n; i++) db[i] += dout[i];
+    ElementsCall e = {.out = da, .out2 = db, .a = dout};
+    parallel_for(n, parallel_grain(1), add_backward_range, &e);
 }
 
 /* Element (n, f) is kept iff

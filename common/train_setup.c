@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "parallel.h"
 
 int margin_from_config(const TrainConfig *cfg, Margin *out, char *err, size_t errlen) {
     Margin m = {.s = cfg->s, .m1 = cfg->m1, .m2 = cfg->m2, .m3 = cfg->m3};
@@ -53,11 +54,15 @@ void shard_range(int64_t num_classes, int p, int P, int64_t *start, int64_t *row
 }
 
 void blas_setup(int threads, int log) {
-    if (threads > 0) openblas_set_num_threads(threads);
+    /* 0: what OpenBLAS would have used (OPENBLAS_NUM_THREADS, else one per CPU). */
+    parallel_set_threads(threads > 0 ? threads : openblas_get_num_threads());
+    /* OpenBLAS multiplies inside the compute threads (parallel.h): threads of its own would spin
+     * through every pass between SGEMMs. */
+    openblas_set_num_threads(1);
     if (!log) return;
     const char *core = openblas_get_corename();
-    log_info("OpenBLAS %s, core %s, %d threads", openblas_get_config(), core,
-             openblas_get_num_threads());
+    log_info("%d compute thread(s); OpenBLAS %s, core %s, one thread per call", parallel_threads(),
+             openblas_get_config(), core);
     __builtin_cpu_init();
     int avx512 = __builtin_cpu_supports("avx512f");
     if (avx512 && strstr(core, "Haswell") != NULL)

@@ -32,9 +32,10 @@ void shard_range(int64_t num_classes, int p, int P, int64_t *start, int64_t *row
 /* The launch line of a job and every configuration key (--help of both programs). */
 void print_usage(FILE *out);
 
-/* Sets OpenBLAS' thread count (threads > 0) and, when log is set, logs the
- * OpenBLAS build and core in use, warning when the CPU could use a faster core
- * than the one OPENBLAS_CORETYPE forced. */
+/* Sets the compute threads (parallel.h; 0 = one per CPU), OpenBLAS to one
+ * thread per call inside them, and, when log is set, logs the OpenBLAS build and
+ * core in use, warning when the CPU could use a faster core than the one
+ * OPENBLAS_CORETYPE forced. */
 void blas_setup(int threads, int log);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "check.h"
 #include "layers.h"
+#include "parallel.h"
 #include "reference_layers.h"
 #include "rng.h"
 #include "testutil.h"
@@ -524,7 +525,8 @@ static void test_dropout_masks(void) {
     free(big), free(bout), free(bmask);
 }
 
-int main(void) {
+/* Every layer against its reference and its finite differences. */
+static void test_all_layers(void) {
     static const ConvCase conv_cases[] = {
         /* N  C   H   W  OC  K  s  p */
         {2, 3, 7, 9, 4, 1, 1, 0},   /* 1x1 s1 p0: SGEMM straight on the input */
@@ -569,5 +571,14 @@ int main(void) {
     test_pointwise_grads();
     test_linear();
     test_dropout_masks();
+}
+
+int main(void) {
+    /* Once on the calling thread, then split three ways down to single indices,
+     * which is what shapes this small need to reach every thread's share. */
+    test_all_layers();
+    parallel_set_threads(3);
+    parallel_ignore_grain(1);
+    test_all_layers();
     return test_finish("test_layers");
 }

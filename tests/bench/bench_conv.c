@@ -3,7 +3,8 @@
  * and the bare forward SGEMM of one image against that of the batched block,
  * which is why conv2d batches images where feature maps are small.
  *
- * Usage: bench_conv [BATCH]   (default 32; OpenBLAS threads as it starts) */
+ * Usage: bench_conv [BATCH]   (default 32; compute threads: OPENBLAS_NUM_THREADS, else
+ * one per CPU, as the trainer with threads = 0) */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,9 @@
 
 #include "bench_util.h"
 #include "layers.h"
+#include "parallel.h"
 #include "rng.h"
+#include "train_setup.h"
 
 static float *filled(size_t n, uint64_t seed) {
     float *p = malloc(sizeof(float) * (n ? n : 1));
@@ -28,8 +31,7 @@ static double sgemm_time(int OC, int cols, int CKK, const float *w, const float 
     double best = 1e30;
     for (int r = 0; r < 3; r++) {
         const double t0 = bench_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, cols, CKK, 1.0f, w, CKK, b, cols,
-                    0.0f, c, cols);
+        sgemm_parallel(CblasNoTrans, CblasNoTrans, OC, cols, CKK, 1.0f, w, CKK, b, cols, 0.0f, c, cols);
         const double t = bench_now() - t0;
         if (t < best) best = t;
     }
@@ -71,8 +73,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_conv [BATCH]\n");
         return 2;
     }
+    blas_setup(0, 0);
     printf("# OpenBLAS core %s, %d threads; batch %d; best of 3; GFLOPS of backward count dX and dW\n",
-           openblas_get_corename(), openblas_get_num_threads(), N);
+           openblas_get_corename(), parallel_threads(), N);
     printf("#  C   OC  size   kernel nb |   fwd ms GFLOPS |   bwd ms GFLOPS | sgemm 1 img  nb imgs (GFLOPS)\n");
     bench(N, 3, 112, 64, 3, 1);    /* stem */
     bench(N, 64, 112, 64, 3, 1);   /* stage 1: conv1 at 112x112 */

@@ -29,6 +29,7 @@
 #include "margin.h"
 #include "optim.h"
 #include "rng.h"
+#include "train_setup.h"
 
 #define MAX_STEPS 64
 
@@ -91,7 +92,7 @@ static void print_times(const char *name, const double *t, int n) {
 
 int main(int argc, char **argv) {
     const Options o = parse_options(argc, argv);
-    openblas_set_num_threads(o.threads);
+    blas_setup(o.threads, 0);
     char err[512];
     IResNet *net = iresnet_create(o.depth, o.width, o.embedding, 0.0f, o.batch, 0, 1, err, sizeof err);
     if (!net) {

@@ -43,7 +43,7 @@ static void usage(FILE *f) {
             "  --batch N            images per forward pass (default 8)\n"
             "  --crop-fraction F    centred square crop of F times the shorter side before resizing to\n"
             "                       112x112 (default 1; use the crop_fraction the model was trained with)\n"
-            "  --threads T          OpenBLAS threads (default: OpenBLAS' own choice)\n"
+            "  --threads T          compute threads (default: OPENBLAS_NUM_THREADS, else one per CPU)\n"
             "  --skip-bad           leave unreadable or corrupt images out (counted) instead of stopping\n");
 }
 
