@@ -79,11 +79,15 @@ GradAllreduce *grad_allreduce_create(const Job *job, IResNet *net, size_t bucket
     g->n = net->params.n_params;
     g->bucket_lo = calloc((size_t)net->n_blocks + 2, sizeof *g->bucket_lo);
     CHECK(g->bucket_lo != NULL, "out of memory");
-    /* A bucket closes at the first report point at least bucket_floats below its top. */
+    /* A bucket closes at the first report point at least bucket_floats below its
+     * top, and at every report point once fewer than bucket_floats parameters
+     * remain below: the last bucket, summed after the pass, is then the stem's
+     * alone, and the early blocks' small buckets overlap with the backward of the
+     * largest feature maps, which comes last. */
     size_t top = g->n;
     for (int i = 0; i <= net->n_blocks + 1; i++) {
         const size_t point = report_point(net, i);
-        if (point == 0 || top - point >= bucket_floats) {
+        if (point < bucket_floats || top - point >= bucket_floats) {
             g->bucket_lo[g->n_buckets++] = point;
             top = point;
         }

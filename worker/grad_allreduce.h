@@ -4,7 +4,7 @@
  * iresnet_backward reports gradients final from the last parameter towards
  * the first (the head, then each block from the last, then the stem). The
  * parameters are cut into buckets at those report points, about
- * bucket_floats each, the same cut on every worker and every step (the
+ * bucket_floats each down to the early blocks, which get one each; the same cut on every worker and every step (the
  * buckets are collectives, which every worker must call alike; a fixed cut
  * also keeps the sums reproducible). A communication thread sums each bucket
  * over the workers (MPI_Iallreduce, waited on by job_wait) as soon as it is
@@ -26,7 +26,8 @@
 typedef struct GradAllreduce GradAllreduce;
 
 /* Sums net->params.grads over job->role_comm; buckets of at least
- * bucket_floats floats where the report points allow. Starts the thread. */
+ * bucket_floats floats where the report points allow, then one per report
+ * point for the first bucket_floats parameters. Starts the thread. */
 GradAllreduce *grad_allreduce_create(const Job *job, IResNet *net, size_t bucket_floats);
 
 /* A new step: no gradient is final yet. */

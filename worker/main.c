@@ -32,8 +32,8 @@
 #include "train_setup.h"
 
 /* Gradient allreduce buckets of 16 MiB: large enough that a bucket costs
- * bandwidth, not latency; small enough that the last one, the only one the
- * step waits for, is short. */
+ * bandwidth, not latency (the first 16 MiB of parameters, the early blocks,
+ * go one block per bucket: see grad_allreduce_create). */
 #define GRAD_BUCKET_FLOATS ((size_t)4 << 20)
 
 typedef struct {
