@@ -27,8 +27,28 @@
  * from what the backward leaves (dC, the normalised embeddings, the norms),
  *     dWn (block, D) = dC[:, block]^T Xn,  dW = dWn through the row norm,
  * and applies it to the block's rows at once. classifier_weight_grad gives
- * the same blocks to a caller. All buffers are allocated by classifier_create
- * for up to max_batch samples and every row; no step allocates.
+ * the same blocks to a caller. Each compute thread has three block buffers
+ * (3 MiB at D = 512). The sums over blocks are taken per chunk of blocks
+ * (below): the stats and dxnorm of every chunk are kept (N floats each), and
+ * dX (N, D) in a buffer per chunk until its turn to be added: the buffers
+ * are reserved for every chunk (up to 32 MiB at N = 256, D = 512) but
+ * reused as they are freed, so about one per thread becomes resident. All
+ * buffers are allocated by classifier_create for up to max_batch samples,
+ * every row and parallel_threads() threads; no step allocates.
+ *
+ * Threads. Every pass of a step runs on the compute threads of parallel.h,
+ * each multiplying whole blocks of kept rows with single-threaded SGEMMs
+ * (OpenBLAS at one thread, blas_setup). The kept rows fall into blocks of
+ * block_rows, the blocks into at most CLASSIFIER_CHUNKS chunks of
+ * consecutive blocks; both depend on K, block_rows and rows only. Threads
+ * claim whole chunks (forward, backward) or blocks (SGD step, weight
+ * gradient); a block's results depend on the block alone, and sums over
+ * blocks are taken in block order within a chunk, then in chunk order
+ * (dX: into one sum, each chunk's part as soon as the chunks before it are
+ * in, by whichever thread finds it due, without waiting). So
+ * the kept rows, the stats (hence the loss), dx, the weight gradient, the
+ * weights and the momentum are bit-for-bit the same with any number of
+ * threads (test_partial_fc checks 1 against 3).
  *
  * Partial FC (An et al. 2022), as the original's sparse update. With a sample
  * rate below 1 (classifier_set_sampling) the softmax of a step runs over a
@@ -54,6 +74,21 @@
  * step within about 10% of each other at 100k rows (bench_classifier, one
  * thread, CPU time); 512 was the fastest in both rounds. */
 #define CLASSIFIER_BLOCK_ROWS 512
+/* At most this many chunks of blocks, each with its own partial sums (dX
+ * (N, D), dxnorm and stats (N)). Threads claim whole chunks in the forward
+ * and backward, so a step over K kept rows keeps min(64, threads) threads
+ * busy up to the last chunk: balanced for thread counts that divide 64 (or
+ * much smaller). */
+#define CLASSIFIER_CHUNKS 64
+
+/* One compute thread's scratch. */
+typedef struct {
+    float *wn, *dwn, *dw;    /* (CLASSIFIER_BLOCK_ROWS, D) each: a block of kept rows as
+                                multiplied (normalised or gathered), its dWn and its dW */
+    SoftmaxStats *stats;     /* (N) a block's stats */
+    float *target_dz;        /* (N) a block's dz/dcos of the targets */
+    float *dxnorm;           /* (N) a block's part of d loss / d||x|| */
+} ClassifierScratch;
 
 typedef struct {
     int64_t start, rows; /* owned classes [start, start + rows) */
@@ -67,15 +102,21 @@ typedef struct {
     float *xn, *xnorm;    /* embeddings as multiplied (N, D): normalised, or a copy of the
                              raw ones for MARGIN_NORM_NONE; norms (N) */
     float *dxnorm;        /* (N) gradient of the norms (MARGIN_NORM_WEIGHTS) */
-    float *logits;        /* (N, rows), leading dimension n_keep: cos, then z, then dcos;
-                             not pre-faulted */
+    float *logits;        /* (N, K) block by block: the block of kept rows j0 .. j0 + n - 1
+                             is the (N, n) matrix at logits + N * j0, leading dimension n;
+                             cos, then z, then dcos; not pre-faulted */
     float *target_dz;     /* (N) */
-    float *dxn;           /* (N, D) */
-    /* One block of kept rows (block_rows, D) each: the rows as multiplied
-     * (normalised or gathered), dWn, and dW for the SGD step. */
-    float *wn_block, *dwn_block, *dw_block;
+    float *dxn;           /* (N, D) d loss / d xn: the chunks' parts summed */
     int64_t block_rows;   /* rows per block, CLASSIFIER_BLOCK_ROWS; a test may lower it
                              (never raise it) to have a small shard span several blocks */
+    int slots;            /* scratch sets: parallel_threads() at create, the most
+                             threads a step uses */
+    ClassifierScratch *scratch; /* (slots) */
+    int chunks;           /* chunk partial sums held: min(CLASSIFIER_CHUNKS, blocks of
+                             CLASSIFIER_BLOCK_ROWS in rows), at least 1 */
+    SoftmaxStats *chunk_stats; /* (chunks, N) */
+    float *chunk_dx;      /* (chunks - 1, max_batch, D) dX buffers; not pre-faulted */
+    float *chunk_dxnorm;  /* (chunks, N) */
     SoftmaxStats *stats;  /* (N) local stats of the last forward */
     int last_n;           /* N of the last forward */
     MarginNorm last_norm; /* normalisation of the last forward */
@@ -101,6 +142,8 @@ typedef struct {
  * shard of 4M elements or more is drawn on one thread per online CPU (joined
  * before it returns; the values do not depend on the thread count).
  * rows may be 0 (a server with no classes); at most INT_MAX (BLAS takes ints).
+ * Scratch is allocated for parallel_threads() compute threads, the most a
+ * step will use: set the thread count first (blas_setup).
  * Returns 0, or -1 with a message in err when the sizes are invalid (c is then
  * zeroed, so classifier_destroy is still safe); allocation failure is fatal. */
 int classifier_create(ClassifierShard *c, int64_t start, int64_t rows, int dim, int max_batch,
@@ -154,7 +197,7 @@ void classifier_backward(ClassifierShard *c, float *dx, const SoftmaxStats *comb
  * blocks (so bit for bit the same values: SGEMM's rounding of a row may depend
  * on where the row falls in a call). 0 <= first <= first + count <= n_keep
  * (CHECKed), and it must come after a classifier_backward and before its
- * classifier_sgd_step (CHECKed). Uses the shard's block workspaces; weights,
+ * classifier_sgd_step (CHECKed). Runs on the compute threads; weights,
  * momentum and the step's state are unchanged. Costs the SGEMMs of every
  * block the range touches. */
 void classifier_weight_grad(ClassifierShard *c, int64_t first, int64_t count, float *out);

@@ -3,7 +3,8 @@
  * hold every positive and do not depend on the split over shards; unsampled
  * rows and their momentum are untouched; the update applies exactly the
  * gradient classifier_weight_grad reports; finite-difference gradients of the
- * partial softmax; P = 1 and P = 3 agree on loss, dx and the update. */
+ * partial softmax; P = 1 and P = 3 agree on loss, dx and the update; 1 and 3
+ * compute threads agree bit for bit. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "classifier.h"
 #include "margin.h"
+#include "parallel.h"
 #include "rng.h"
 #include "sampling.h"
 #include "testutil.h"
@@ -690,6 +692,97 @@ static void test_sharding(const char *name, Margin m, float wscale) {
     for (int p = 0; p < 3; p++) classifier_destroy(&b[p]);
 }
 
+/* ---- (6) the thread count changes no bit ---- */
+
+/* The same steps on two shards, one run with 1 compute thread and one with 3
+ * (OpenBLAS at one thread in both, as blas_setup runs it): stats, loss, dx,
+ * the weight gradient, weights and momentum must be memcmp-equal. The cases
+ * span several chunks of several blocks (blocks of 16 rows), 64 chunks of
+ * one or two blocks (40000 rows), gathers (sampled) and rows used in place
+ * (raw rows, every row kept), and every normalisation; the sampled 40000 rows
+ * are also selected in two pieces with 3 threads, in one with 1. */
+static void test_threads(void) {
+    enum { N = 16, STEPS = 2 };
+    const struct {
+        const char *name;
+        Margin m;
+        float wscale, rate;
+        int64_t rows, block;
+        int D;
+    } cases[] = {
+        {"arcface", CM(32, 1, 0.5f, 0, MARGIN_FALLBACK_THMM, MARGIN_NORM_BOTH), 1, 1.0f, 3000, 16,
+         24},
+        {"arcface", CM(32, 1, 0.5f, 0, MARGIN_FALLBACK_THMM, MARGIN_NORM_BOTH), 1, 0.3f, 3000, 16,
+         24},
+        {"cosface raw x", CM(0, 1, 0, 0.35f, MARGIN_FALLBACK_THMM, MARGIN_NORM_WEIGHTS), 1, 0.3f,
+         3000, 16, 24},
+        {"softmax raw x, raw W", CM(0, 1, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_NORM_NONE), 30, 0.3f,
+         3000, 16, 24},
+        {"softmax raw x, raw W", CM(0, 1, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_NORM_NONE), 30, 1.0f,
+         3000, CLASSIFIER_BLOCK_ROWS, 24},
+        {"arcface", CM(32, 1, 0.5f, 0, MARGIN_FALLBACK_THMM, MARGIN_NORM_BOTH), 1, 1.0f, 40000,
+         CLASSIFIER_BLOCK_ROWS, 16},
+        {"cosface raw x", CM(0, 1, 0, 0.35f, MARGIN_FALLBACK_THMM, MARGIN_NORM_WEIGHTS), 1, 0.5f,
+         40000, CLASSIFIER_BLOCK_ROWS, 16},
+    };
+    const int threads[2] = {1, 3};
+    openblas_set_num_threads(1);
+    parallel_set_threads(3); /* the shards get scratch for 3 */
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int D = cases[ci].D;
+        const int64_t rows[1] = {cases[ci].rows};
+        const size_t cd = (size_t)cases[ci].rows * (size_t)D;
+        ClassifierShard sh[2];
+        float *dw[2], loss[2][N], dx[2][N * 64];
+        for (int t = 0; t < 2; t++) {
+            make_shards(&sh[t], rows, 1, D, N, cases[ci].rate, 8, cases[ci].wscale);
+            sh[t].block_rows = cases[ci].block;
+            dw[t] = calloc(cd, sizeof(float));
+        }
+        int same = 1;
+        for (int step = 0; step < STEPS; step++) {
+            float x[N * 64];
+            int64_t labels[N];
+            test_fill_uniform(x, (size_t)N * D, -1, 1, 60 + (uint64_t)step);
+            make_labels(labels, N, cases[ci].rows, step, 61);
+            for (int t = 0; t < 2; t++) {
+                parallel_set_threads(threads[t]);
+                sharded_step(&sh[t], 1, loss[t], dx[t], dw[t], x, labels, N, step, &cases[ci].m, 1);
+            }
+            const size_t nk = (size_t)sh[0].n_keep;
+            const int eq = sh[0].n_keep == sh[1].n_keep &&
+                           memcmp(sh[0].keep, sh[1].keep, sizeof(int32_t) * nk) == 0 &&
+                           memcmp(sh[0].stats, sh[1].stats, sizeof(SoftmaxStats) * N) == 0 &&
+                           memcmp(loss[0], loss[1], sizeof loss[0]) == 0 &&
+                           memcmp(dx[0], dx[1], sizeof(float) * N * D) == 0 &&
+                           memcmp(dw[0], dw[1], sizeof(float) * cd) == 0 &&
+                           memcmp(sh[0].weight, sh[1].weight, sizeof(float) * cd) == 0 &&
+                           memcmp(sh[0].momentum, sh[1].momentum, sizeof(float) * cd) == 0;
+            EXPECT(eq,
+                   "%s, %lld rows at rate %.1f in blocks of %lld, step %d: 1 and 3 threads differ "
+                   "(loss %.3g, dx %.3g, dw %.3g, w %.3g, v %.3g apart)",
+                   cases[ci].name, (long long)cases[ci].rows, (double)cases[ci].rate,
+                   (long long)cases[ci].block, step, rel_to_max(loss[1], loss[0], N),
+                   rel_to_max(dx[1], dx[0], (size_t)N * D), rel_to_max(dw[1], dw[0], cd),
+                   rel_to_max(sh[1].weight, sh[0].weight, cd),
+                   rel_to_max(sh[1].momentum, sh[0].momentum, cd));
+            same &= eq;
+        }
+        const int64_t K = sh[0].n_keep, blocks = (K + cases[ci].block - 1) / cases[ci].block;
+        fprintf(stderr,
+                "  1 vs 3 threads, %d steps, %-22s %5lld rows, K=%5lld in %4lld blocks, "
+                "%2lld chunks: %s\n",
+                STEPS, cases[ci].name, (long long)cases[ci].rows, (long long)K, (long long)blocks,
+                (long long)(blocks < sh[0].chunks ? blocks : sh[0].chunks),
+                same ? "bit-identical" : "DIFFERENT");
+        for (int t = 0; t < 2; t++) {
+            classifier_destroy(&sh[t]);
+            free(dw[t]);
+        }
+    }
+    parallel_set_threads(1);
+}
+
 int main(void) {
     fprintf(stderr, "sample rate 1:\n");
     test_rate_one();
@@ -705,5 +798,7 @@ int main(void) {
                   1);
     test_sharding("softmax raw x, raw W", CM(0, 1, 0, 0, MARGIN_FALLBACK_NONE, MARGIN_NORM_NONE),
                   30);
+    fprintf(stderr, "threads:\n");
+    test_threads();
     return test_finish("test_partial_fc");
 }

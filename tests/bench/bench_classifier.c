@@ -6,21 +6,28 @@
  * --json prints one JSON object per line (what deploy/bench.sh reads)
  * instead of the table.
  * N = 256 samples (the global batch), D = 512, ArcFace s = 64, m = 0.5. For
- * each shard size, sample rate 1 and 0.1, with 1 OpenBLAS thread and with
- * the count OpenBLAS starts with (OPENBLAS_NUM_THREADS, else every core).
+ * each shard size, sample rate 1 and 0.1, with 1 compute thread and with the
+ * count OpenBLAS starts with (OPENBLAS_NUM_THREADS, else every core), as the
+ * server runs (blas_setup): the step on the compute threads of parallel.h
+ * (parallel_set_threads), OpenBLAS at one thread inside them.
  * The step's own statistics stand in for the combined ones (one server).
  * "sgemm" is the three SGEMMs of the step alone (logits N x K x D, dX and dW),
  * each one call over all K kept rows on buffers of its own (K x D normalised
- * rows and row gradients, N x K logits), timed after the shard is freed;
- * "step/sgemm" is what everything else (normalisation, margin, exp, gathers,
- * blocking, SGD) adds. Times are medians.
+ * rows and row gradients, N x K logits), timed after the shard is freed with
+ * OpenBLAS's own threads (openblas_set_num_threads with the same count): the
+ * best this OpenBLAS does for the same products. "step/sgemm" is what
+ * everything else (normalisation, margin, exp, gathers, blocking, SGD, and
+ * splitting the work over the threads) adds. Times are medians.
  * A 1,000,000-row shard allocates about 4.8 GiB: weights and momentum
- * (2 x 1.91 GiB) and the N x rows logits (0.95 GiB); the row blocks, norms
- * and per-sample buffers are a few MiB. "peak RSS" (peak_rss_gib in --json)
- * is the process's peak resident size (getrusage ru_maxrss) once the shard
- * has been created and stepped, before the bare SGEMMs' buffers exist; it is
- * a peak over the whole process, so give the row counts in increasing order
- * (as the default). */
+ * (2 x 1.91 GiB) and the N x rows logits (0.95 GiB); each thread's row blocks
+ * take 3 MiB, the buffers of dX's partial sums 0.5 MiB each (one or two per
+ * thread resident), the norms and per-sample buffers a few MiB. "peak RSS"
+ * (peak_rss_gib in --json) is the process's peak resident size (getrusage ru_maxrss) once the shard
+ * has been created and stepped; it is a peak over the whole process, so give
+ * the row counts in increasing order (as the default). Every shard size is
+ * stepped before any bare SGEMM runs, so neither the bare SGEMMs' buffers nor
+ * OpenBLAS's own threads (which a server never starts) count in it; the
+ * table's lines come after all the steps. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +38,7 @@
 #include "bench_util.h"
 #include "classifier.h"
 #include "margin.h"
+#include "parallel.h"
 #include "rng.h"
 
 #define N_BATCH 256
@@ -38,6 +46,7 @@
 #define MAX_REPS 20
 
 static int json_output;
+static const float rates[2] = {1.0f, 0.1f}; /* sample rates */
 
 /* Repetitions after one warm-up that took t seconds: at least 3 (2 when a
  * run takes more than 4 s) and about 2 s in all. */
@@ -132,9 +141,19 @@ typedef struct {
     int reps;
 } StepResult;
 
-static void bench_rows(int64_t rows, const int *threads, int n_threads) {
+/* What one shard size measured: res[thread count][sample rate]. */
+typedef struct {
+    int64_t rows, max_k;
+    double gib, create_s, rss;
+    StepResult res[2][2];
+} RowsResult;
+
+/* Creates a shard of rr->rows rows and times its steps. */
+static void step_rows(RowsResult *rr, const int *threads, int n_threads) {
+    const int64_t rows = rr->rows;
     ClassifierShard c;
     char err[256];
+    parallel_set_threads(threads[n_threads - 1]); /* scratch for the most threads */
     double t0 = bench_now();
     if (classifier_create(&c, 0, rows, DIM, N_BATCH, 1, err, sizeof err) != 0) {
         fprintf(stderr, "bench_classifier: %s\n", err);
@@ -142,6 +161,8 @@ static void bench_rows(int64_t rows, const int *threads, int n_threads) {
     }
     const double gib = ((double)rows * DIM * 2 + (double)rows * N_BATCH) * 4 / (1 << 30);
     const double create_s = bench_now() - t0;
+    rr->gib = gib;
+    rr->create_s = create_s;
     if (!json_output) printf("# %lld rows: shard created in %.1f s (%.2f GiB)\n", (long long)rows, create_s, gib);
     fflush(stdout);
     float *x = malloc(sizeof(float) * N_BATCH * DIM), *dx = malloc(sizeof(float) * N_BATCH * DIM);
@@ -150,11 +171,10 @@ static void bench_rows(int64_t rows, const int *threads, int n_threads) {
     SoftmaxStats comb[N_BATCH];
     for (int k = 0; k < N_BATCH * DIM; k++) x[k] = rng_normal(rng_hash4(3, 4, (uint64_t)k, 0));
     const Margin m = {.s = 64, .m1 = 1, .m2 = 0.5f, .fallback = MARGIN_FALLBACK_THMM};
-    const float rates[] = {1.0f, 0.1f};
-    StepResult res[2][2];
+    StepResult (*res)[2] = rr->res;
     int64_t s = 0, max_k = 1;
     for (int ti = 0; ti < n_threads; ti++) {
-        openblas_set_num_threads(threads[ti]);
+        parallel_set_threads(threads[ti]);
         for (int ri = 0; ri < 2; ri++) {
             if (classifier_set_sampling(&c, rates[ri], 7, err, sizeof err) != 0) {
                 fprintf(stderr, "bench_classifier: %s\n", err);
@@ -182,20 +202,29 @@ static void bench_rows(int64_t rows, const int *threads, int n_threads) {
             if (sr->K > max_k) max_k = sr->K;
         }
     }
-    const double rss = peak_rss_gib();
+    rr->max_k = max_k;
+    rr->rss = peak_rss_gib();
     if (!json_output) printf("# %lld rows: peak RSS %.2f GiB after creating and stepping the shard\n",
-                             (long long)rows, rss);
+                             (long long)rows, rr->rss);
+    fflush(stdout);
     free(x);
     free(dx);
     classifier_destroy(&c);
-    /* bare SGEMMs for each configuration's K, on buffers of their own */
-    GemmBuffers g = gemm_buffers(max_k);
+}
+
+/* The bare SGEMMs for each configuration's K of rr, on buffers of their own,
+ * and the results' lines. */
+static void sgemm_rows(const RowsResult *rr, const int *threads, int n_threads) {
+    const int64_t rows = rr->rows;
+    const double gib = rr->gib, create_s = rr->create_s, rss = rr->rss;
+    GemmBuffers g = gemm_buffers(rr->max_k);
     for (int ti = 0; ti < n_threads; ti++) {
         openblas_set_num_threads(threads[ti]);
         for (int ri = 0; ri < 2; ri++) {
-            const StepResult *sr = &res[ti][ri];
+            const StepResult *sr = &rr->res[ti][ri];
             const double *med = sr->med;
-            const double gm = time_sgemms(&g, sr->K), flop = 3.0 * 2.0 * N_BATCH * (double)sr->K * DIM;
+            const double gm = time_sgemms(&g, sr->K);
+            const double flop = 3.0 * 2.0 * N_BATCH * (double)sr->K * DIM;
             if (json_output)
                 printf("{\"rows\": %lld, \"sample_rate\": %.2f, \"kept_rows\": %.0f, \"threads\": %d, "
                        "\"batch\": %d, \"dim\": %d, \"step_ms\": %.2f, \"select_ms\": %.2f, "
@@ -215,6 +244,7 @@ static void bench_rows(int64_t rows, const int *threads, int n_threads) {
             fflush(stdout);
         }
     }
+    openblas_set_num_threads(1);
     gemm_buffers_free(&g);
 }
 
@@ -236,16 +266,30 @@ int main(int argc, char **argv) {
             rows_list[n_rows++] = r;
         }
     }
+    /* What blas_setup does with threads = 0: the count OpenBLAS would use, as
+     * compute threads; the shards are created with that many (their scratch). */
     const int t_max = openblas_get_num_threads();
     const int threads[2] = {1, t_max};
     const int n_threads = t_max > 1 ? 2 : 1;
+    parallel_set_threads(t_max);
+    openblas_set_num_threads(1);
     if (!json_output) {
         printf("# OpenBLAS %s, core %s, %d threads by default; N = %d, D = %d, ArcFace s = 64\n",
                openblas_get_config(), openblas_get_corename(), t_max, N_BATCH, DIM);
-        printf("# times in ms (median); K = kept rows (mean); sgemm = the step's 3 SGEMMs alone\n");
+        printf("# times in ms (median); K = kept rows (mean); thr = compute threads of the step, "
+               "OpenBLAS threads of sgemm\n");
+        printf("# sgemm = the step's 3 SGEMMs alone, one OpenBLAS call each\n");
         printf("#    rows rate         K thr   step_ms   select  forward backward      sgd  sgemm_ms "
                "GFLOPS step/sgemm reps\n");
     }
-    for (int i = 0; i < n_rows; i++) bench_rows(rows_list[i], threads, n_threads);
+    /* Every shard first, then the bare SGEMMs: these start OpenBLAS's own
+     * threads, which keep buffers resident that a server (OpenBLAS at one
+     * thread) never has, and would count in the next shard's peak RSS. */
+    RowsResult rr[16];
+    for (int i = 0; i < n_rows; i++) {
+        rr[i].rows = rows_list[i];
+        step_rows(&rr[i], threads, n_threads);
+    }
+    for (int i = 0; i < n_rows; i++) sgemm_rows(&rr[i], threads, n_threads);
     return 0;
 }
