@@ -11,11 +11,10 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "optim.h"
 #include "parallel.h"
 #include "rng.h"
 
-/* Fixed-length inner loops vectorise at -O2 (GCC's very-cheap cost model). */
-#define SGD_BLOCK 16
 /* The initial draw (about 0.1 us per element: a hash, a log and a cos) is
  * split over up to this many threads when the shard has at least
  * INIT_THREAD_MIN elements; each element is a pure function of (seed, c, d),
@@ -634,22 +633,6 @@ void classifier_weight_grad(ClassifierShard *c, int64_t first, int64_t count, fl
     run_pass(&p);
 }
 
-/* The SGD update of n consecutive parameters. */
-static void sgd_range(float *w, float *v, const float *g, size_t n,
-                      float lr, float momentum, float weight_decay) {
-    size_t i = 0;
-    for (; i + SGD_BLOCK <= n; i += SGD_BLOCK)
-#pragma GCC ivdep /* three separate buffers */
-        for (int k = 0; k < SGD_BLOCK; k++) {
-            v[i + k] = momentum * v[i + k] + (g[i + k] + weight_decay * w[i + k]);
-            w[i + k] -= lr * v[i + k];
-        }
-    for (; i < n; i++) {
-        v[i] = momentum * v[i] + (g[i] + weight_decay * w[i]);
-        w[i] -= lr * v[i];
-    }
-}
-
 /* Block b of the SGD step: its gradient, made from its rows before they
  * move, then the update of its rows. */
 static void sgd_block(Pass *p, ClassifierScratch *t, int64_t b) {
@@ -660,8 +643,8 @@ static void sgd_block(Pass *p, ClassifierScratch *t, int64_t b) {
     for (int64_t j = j0, r; j < j0 + n; j += r) {
         r = kept_run(c, j, j0 + n - j);
         const size_t off = (size_t)c->keep[j] * D;
-        sgd_range(c->weight + off, c->momentum + off, t->dw + (size_t)(j - j0) * D, (size_t)r * D,
-                  p->lr, p->momentum, p->weight_decay);
+        sgd_update(c->weight + off, c->momentum + off, t->dw + (size_t)(j - j0) * D, (size_t)r * D,
+                    p->lr, p->momentum, p->weight_decay);
     }
 }
 

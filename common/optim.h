@@ -34,6 +34,11 @@ void paramset_zero_grad(ParamSet *p);
  *   g = grad + weight_decay * w;  v = momentum * v + g;  w -= lr * v. */
 void sgd_step(ParamSet *p, float lr, float momentum, float weight_decay);
 
+/* The same update on n consecutive parameters w with momentum v and gradient g
+ * (three separate buffers): what sgd_step and the classifier shard both apply. */
+void sgd_update(float *w, float *v, const float *g, size_t n, float lr, float momentum,
+                float weight_decay);
+
 /* L2 norm of the gradients of the trainable tensors (double accumulation). */
 double grad_norm(const ParamSet *p);
 /* torch.nn.utils.clip_grad_norm_: when the norm exceeds max_norm, scales the
